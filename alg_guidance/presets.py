@@ -1,0 +1,63 @@
+"""Named settings per model, kept as data in `presets.yaml`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+
+import yaml
+
+from .config import ALGConfig
+from .errors import UnknownPluginError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named configuration and where it comes from.
+
+    Args:
+        name: The name to pass to [`alg_guidance.enable`][alg_guidance.enable] or the CLI.
+        description: The models and settings it is meant for.
+        tuned: Whether the ALG authors published these settings for this model; untuned presets start from
+            the paper's default.
+        source: Where the numbers come from.
+        config: The configuration itself.
+    """
+
+    name: str
+    description: str
+    tuned: bool
+    source: str
+    config: ALGConfig
+
+
+@cache
+def _presets() -> dict[str, Preset]:
+    data = yaml.safe_load(files("alg_guidance").joinpath("presets.yaml").read_text(encoding="utf-8"))
+    return {
+        name: Preset(name, entry["description"], entry["tuned"], entry["source"], ALGConfig(**entry["config"]))
+        for name, entry in data.items()
+    }
+
+
+def list_presets() -> list[Preset]:
+    """Every preset, the tuned ones first.
+
+    Examples:
+        >>> [preset.name for preset in list_presets()][:3]
+        ['paper', 'wan2.1', 'cogvideox']
+    """
+    return sorted(_presets().values(), key=lambda preset: not preset.tuned)
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`.
+
+    Raises:
+        UnknownPluginError: No preset has that name; the message lists those that exist.
+    """
+    try:
+        return _presets()[name]
+    except KeyError:
+        raise UnknownPluginError("preset", name, _presets()) from None

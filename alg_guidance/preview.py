@@ -1,0 +1,148 @@
+"""See a configuration before sampling with it: the strengths its schedule visits and the filtered condition.
+
+Needs the `cli` extra (Pillow and matplotlib): `pip install "alg-guidance[cli]"`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .config import ALGConfig
+from .schedules import StepState
+
+LATENT_SCALE = 8  # the spatial downsampling of the VAEs of Wan, CogVideoX, HunyuanVideo and SVD
+
+
+@dataclass(frozen=True)
+class ScheduleTrace:
+    """The strength a config applies at every step of one run.
+
+    Args:
+        states: The step state of each step.
+        strengths: The strength at each step.
+    """
+
+    states: tuple[StepState, ...]
+    strengths: tuple[float, ...]
+
+    def visited(self) -> dict[float, list[int]]:
+        """Each distinct strength, strongest first, with the steps that use it."""
+        steps: dict[float, list[int]] = {}
+        for state, strength in zip(self.states, self.strengths, strict=True):
+            steps.setdefault(strength, []).append(state.step)
+        return dict(sorted(steps.items(), reverse=True))
+
+
+def flow_matching_noise_level(step: int, num_steps: int, shift: float = 1.0) -> float:
+    """The noise level `t` of a flow-matching sampler at `step`: `1 - step / num_steps`, then time-shifted.
+
+    The shift maps `t` to `shift * t / (1 + (shift - 1) * t)`, as Wan, HunyuanVideo and LTX-Video schedulers do.
+    """
+    t = 1.0 - step / num_steps
+    return shift * t / (1.0 + (shift - 1.0) * t)
+
+
+def trace_schedule(config: ALGConfig, num_steps: int = 50, shift: float = 1.0) -> ScheduleTrace:
+    """The strengths `config` applies over `num_steps` flow-matching steps with timestep `shift`."""
+    states = tuple(
+        StepState.from_step(step, num_steps, flow_matching_noise_level(step, num_steps, shift))
+        for step in range(num_steps)
+    )
+    return ScheduleTrace(states, tuple(config.schedule(state) for state in states))
+
+
+def load_image(path: str | Path | None = None) -> torch.Tensor:
+    """An RGB image as a `[3, H, W]` float tensor in `[0, 1]`; the shipped sample image when `path` is None."""
+    from PIL import Image
+
+    source = files("alg_guidance").joinpath("assets/sample.png") if path is None else Path(path)
+    with source.open("rb") as stream, Image.open(stream) as image:
+        pixels = torch.frombuffer(bytearray(image.convert("RGB").tobytes()), dtype=torch.uint8)
+        return pixels.view(image.height, image.width, 3).permute(2, 0, 1).float() / 255
+
+
+def filtered_views(image: torch.Tensor, config: ALGConfig, strengths: list[float]) -> list[torch.Tensor]:
+    """The image as the model would see it at each strength.
+
+    In latent space the filter acts on a grid `LATENT_SCALE` times coarser than the image, so the image is
+    first reduced to that grid (area averaging), filtered there, and shown enlarged.
+    """
+    height, width = image.shape[-2:]
+    views = []
+    for strength in strengths:
+        if config.space == "latent":
+            coarse = F.interpolate(image[None], scale_factor=1 / LATENT_SCALE, mode="area")
+            filtered = config.filter(coarse, strength)
+            view = F.interpolate(filtered, size=(height, width), mode="nearest")[0]
+        else:
+            view = config.filter(image, strength)
+        views.append(view.clamp(0, 1))
+    return views
+
+
+def render_preview(
+    config: ALGConfig,
+    output_dir: str | Path,
+    *,
+    image: torch.Tensor | None = None,
+    num_steps: int = 50,
+    shift: float = 1.0,
+) -> tuple[Path, Path]:
+    """Write `filtered.png` (the condition at each strength visited) and `schedule.png` (the strength plots).
+
+    Args:
+        config: The configuration to preview.
+        output_dir: Where to write the two PNG files (created if needed).
+        image: A `[3, H, W]` image in `[0, 1]`; the shipped sample image by default.
+        num_steps: The number of sampling steps.
+        shift: The flow-matching timestep shift used to place steps on the noise-level axis.
+
+    Returns:
+        The paths of the filter grid and of the schedule plot.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    image = load_image() if image is None else image
+    trace = trace_schedule(config, num_steps, shift)
+    visited = trace.visited()
+    strengths = sorted({0.0, *visited}, reverse=True)
+    views = filtered_views(image, config, strengths)
+
+    aspect = image.shape[-2] / image.shape[-1]
+    figure, axes = pyplot.subplots(1, len(views), figsize=(3.2 * len(views), 3.2 * aspect + 0.6), squeeze=False)
+    for axis, strength, view in zip(axes[0], strengths, views, strict=True):
+        axis.imshow(view.permute(1, 2, 0).numpy())
+        steps = visited.get(strength, [])
+        where = f"steps {steps[0]}-{steps[-1]}" if steps else "original"
+        axis.set_title(f"strength {strength:.2f}\n{where}", fontsize=9)
+        axis.axis("off")
+    figure.suptitle(f"{config.filter.kind} filter, {config.space} space", fontsize=10)
+    grid_path = output_dir / "filtered.png"
+    figure.savefig(grid_path, dpi=100, bbox_inches="tight")
+    pyplot.close(figure)
+
+    figure, (by_step, by_noise) = pyplot.subplots(1, 2, figsize=(9, 3.2))
+    steps = [state.step for state in trace.states]
+    noise_levels = [state.noise_level for state in trace.states]
+    by_step.step(steps, trace.strengths, where="post")
+    by_step.set(xlabel="step", ylabel="strength", title=f"{config.schedule.kind} schedule, {num_steps} steps")
+    by_noise.plot(noise_levels, trace.strengths, marker=".")
+    by_noise.set(xlabel=f"noise level (flow matching, shift {shift:g})", ylabel="strength", xlim=(1.02, -0.02))
+    for axis in (by_step, by_noise):
+        axis.set_ylim(-0.05, 1.05)
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    plot_path = output_dir / "schedule.png"
+    figure.savefig(plot_path, dpi=100)
+    pyplot.close(figure)
+    return grid_path, plot_path
