@@ -36,7 +36,7 @@ class ALGConfig(BaseModel):
     looked up in the registry, so third-party kinds work like builtins. A mapping may also start from a
     preset: `{"preset": "wan2.1", "filter": {"factor": 0.3}}`.
 
-    Args:
+    Attributes:
         filter: The low-pass filter applied to the image condition.
         schedule: The strength of the filter at each step.
         space: `"latent"` filters the encoded condition (the paper's recommendation); `"pixel"` filters the
@@ -186,7 +186,7 @@ def resolve_config(source: Any, *, registry: Registry | None = None) -> ALGConfi
 
     Args:
         source: An `ALGConfig`; a mapping of its fields; a preset name (see
-            [`list_presets`][alg_guidance.list_presets]); or the path of a `.yaml`, `.yml` or `.json` file.
+            [`list_presets`][alg_guidance.presets.list_presets]); or the path of a `.yaml`, `.yml` or `.json` file.
         registry: The registry to look filter and schedule kinds up in (the default one if `None`).
 
     Raises:

@@ -41,7 +41,7 @@ class Filter(BaseModel):
     """Base class of every low-pass filter.
 
     Subclasses declare `kind: Literal["name"] = "name"`, their parameters as validated fields, and
-    implement [`filter_planes`][alg_guidance.Filter.filter_planes]. Calling the filter takes care of the
+    implement [`filter_planes`][alg_guidance.filters.Filter.filter_planes]. Calling the filter takes care of the
     rest: strength validation, the identity at strength 0, any rank, non-contiguous input, and half
     precision (computed in float32, returned in the input's dtype) on the input's device.
     """
@@ -101,7 +101,7 @@ class Downsample(Filter):
     At strength `s` the planes are resized to `round(H * r) x round(W * r)` and back to `H x W`, both with
     antialiased bilinear interpolation, where `r = 1 - (1 - factor) * s`.
 
-    Args:
+    Attributes:
         factor: The resize factor at strength 1, in `(0, 1)`; smaller keeps less detail.
 
     Examples:
@@ -131,9 +131,10 @@ class Gaussian(Filter):
     At strength `s` the standard deviation is `sigma * s` pixels of the tensor it is applied to (latent
     pixels in latent space) and the kernel radius is `ceil(truncate * sigma * s)`, at least 1.
 
-    Args:
-        sigma: Standard deviation at strength 1, in pixels of the filtered tensor. In latent space,
-            `sigma=1` keeps roughly the detail that `Downsample(factor=0.4)` keeps.
+    Attributes:
+        sigma: Standard deviation at strength 1, in pixels of the filtered tensor, at least 0.5 (below that
+            a Gaussian barely filters). In latent space, `sigma=1` keeps roughly the detail that
+            `Downsample(factor=0.4)` keeps.
         truncate: Kernel radius in standard deviations.
         border: How the plane is extended beyond its edges.
 
@@ -143,7 +144,7 @@ class Gaussian(Filter):
     """
 
     kind: Literal["gaussian"] = "gaussian"
-    sigma: Positive = 1.0
+    sigma: Annotated[float, Field(strict=True, ge=0.5, allow_inf_nan=False)] = 1.0
     truncate: Positive = 3.0
     border: Literal["reflect", "replicate", "circular", "constant"] = "reflect"
 
@@ -173,7 +174,7 @@ class Butterworth(Filter):
     at strength 1: `c = 1 - (1 - cutoff) * s`. Planes are mirror-padded by half their size before the
     transform so that their edges do not wrap around.
 
-    Args:
+    Attributes:
         cutoff: The -3 dB frequency at strength 1, as a fraction of Nyquist, in `(0, 1)`.
         order: The filter order; higher is a sharper transition.
 

@@ -1,6 +1,6 @@
 """The plugin contract: one hook per kind of plugin.
 
-A plugin is any module or object with functions marked by [`alg_guidance.hookimpl`][alg_guidance.hookimpl]
+A plugin is any module or object with functions marked by `alg_guidance.hookimpl`
 and named after one of the hooks below. Third-party plugins are found through the entry-point group
 `alg_guidance`; the builtin filters, schedules and adapters are registered through these same hooks.
 
@@ -34,7 +34,7 @@ def alg_register_filters(register: Register) -> None:
 
     Args:
         register: Call `register(cls)` for each filter class. The class subclasses
-            [`alg_guidance.Filter`][alg_guidance.Filter], declares its name as the default of a
+            [`alg_guidance.Filter`][alg_guidance.filters.Filter], declares its name as the default of a
             `kind: Literal[...]` field, and implements `filter_planes(planes, strength)` on float tensors of
             shape `[N, 1, H, W]`. The base class handles rank, dtype, strength validation and the identity at
             strength 0. Once registered, the filter is usable by name in any config:
@@ -68,8 +68,8 @@ def alg_register_schedules(register: Register) -> None:
 
     Args:
         register: Call `register(cls)` for each schedule class. The class subclasses
-            [`alg_guidance.Schedule`][alg_guidance.Schedule], declares its name as the default of a
-            `kind: Literal[...]` field, and maps a [`StepState`][alg_guidance.StepState] to a strength in
+            [`alg_guidance.Schedule`][alg_guidance.schedules.Schedule], declares its name as the default of a
+            `kind: Literal[...]` field, and maps a [`StepState`][alg_guidance.schedules.StepState] to a strength in
             `[0, 1]` by implementing `__call__(state)`. A schedule that reads `state.noise_level` sets the
             class variable `uses_noise_level = True`.
 
@@ -101,8 +101,8 @@ def alg_register_adapters(register: Register) -> None:
 
     Args:
         register: Call `register(cls)` for each adapter class. The class subclasses
-            [`alg_guidance.adapters.Adapter`][alg_guidance.adapters.Adapter] and declares its name in the class
-            variable `name`. [`alg_guidance.enable`][alg_guidance.enable] asks each registered adapter whether it
+            [`alg_guidance.adapters.Adapter`][alg_guidance.adapters.base.Adapter] and declares its name in the class
+            variable `name`. `alg_guidance.enable` asks each registered adapter whether it
             `matches` a pipeline, so an adapter for a new model family works with no change to alg-guidance.
 
     Examples:

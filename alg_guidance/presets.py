@@ -17,7 +17,7 @@ class Preset:
     """A named configuration and where it comes from.
 
     Args:
-        name: The name to pass to [`alg_guidance.enable`][alg_guidance.enable] or the CLI.
+        name: The name to pass to `alg_guidance.enable` or the CLI.
         description: The models and settings it is meant for.
         tuned: Whether the ALG authors published these settings for this model; untuned presets start from
             the paper's default.

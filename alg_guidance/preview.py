@@ -16,6 +16,7 @@ from .config import ALGConfig
 from .schedules import StepState
 
 LATENT_SCALE = 8  # the spatial downsampling of the VAEs of Wan, CogVideoX, HunyuanVideo and SVD
+PANEL_INCHES = 3.2  # the width of one panel of the filter grid; 320 pixels at the 100 dpi it is saved with
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,9 @@ def render_preview(
     views = filtered_views(image, config, strengths)
 
     aspect = image.shape[-2] / image.shape[-1]
-    figure, axes = pyplot.subplots(1, len(views), figsize=(3.2 * len(views), 3.2 * aspect + 0.6), squeeze=False)
-    for axis, strength, view in zip(axes[0], strengths, views, strict=True):
+    figure, axes = pyplot.subplots(1, len(views), figsize=(PANEL_INCHES * len(views), PANEL_INCHES * aspect + 0.8))
+    axes = [axes] if len(views) == 1 else axes
+    for axis, strength, view in zip(axes, strengths, views, strict=True):
         axis.imshow(view.permute(1, 2, 0).numpy())
         steps = visited.get(strength, [])
         where = f"steps {steps[0]}-{steps[-1]}" if steps else "original"
@@ -128,7 +130,8 @@ def render_preview(
         axis.axis("off")
     figure.suptitle(f"{config.filter.kind} filter, {config.space} space", fontsize=10)
     grid_path = output_dir / "filtered.png"
-    figure.savefig(grid_path, dpi=100, bbox_inches="tight")
+    figure.tight_layout()
+    figure.savefig(grid_path, dpi=100)
     pyplot.close(figure)
 
     figure, (by_step, by_noise) = pyplot.subplots(1, 2, figsize=(9, 3.2))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from itertools import pairwise
 
 import pydantic
 import torch
@@ -135,7 +136,7 @@ def check_low_pass(filter_: Filter) -> None:
     assert torch.allclose(filter_(constant, 1.0), constant, atol=1e-6), f"{filter_.kind}: changes a constant"
     noise = _image((4, 1, 48, 64), dtype=torch.float64)
     energies = [high_frequency_energy(filter_(noise, strength)) for strength in (0.0, *STRENGTHS)]
-    for weaker, stronger, strength in zip(energies, energies[1:], STRENGTHS, strict=True):
+    for (weaker, stronger), strength in zip(pairwise(energies), STRENGTHS, strict=True):
         assert stronger <= weaker * (1 + 1e-6), (
             f"{filter_.kind}: high-frequency energy rose from {weaker:.4g} to {stronger:.4g} at strength {strength}"
         )

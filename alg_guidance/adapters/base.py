@@ -9,7 +9,7 @@ class Adapter:
     """Knowledge of one model family: which pipelines it serves and where their image condition sits.
 
     Subclasses set `name` (the registry name) and `pipelines` (the class names of the diffusers pipelines
-    they serve) and may override [`matches`][alg_guidance.adapters.Adapter.matches].
+    they serve) and may override [`matches`][alg_guidance.adapters.base.Adapter.matches].
     """
 
     name: ClassVar[str]
