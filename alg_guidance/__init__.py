@@ -22,9 +22,24 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
+
+def __getattr__(name: str):
+    """Import the diffusers and k-diffusion integrations on first use, never at package import."""
+    if name in ("enable", "disable", "ALGHandle"):
+        from .integrations import diffusers
+
+        return getattr(diffusers, name)
+    if name == "k_diffusion":
+        from .integrations import k_diffusion
+
+        return k_diffusion
+    raise AttributeError(f"module 'alg_guidance' has no attribute {name!r}")
+
+
 __all__ = [
     "ALGConfig",
     "ALGError",
+    "ALGHandle",
     "Filter",
     "PluginInfo",
     "PluginLoadWarning",
@@ -36,6 +51,8 @@ __all__ = [
     "UnknownPluginError",
     "__version__",
     "default_registry",
+    "disable",
+    "enable",
     "get_preset",
     "hookimpl",
     "list_plugins",

@@ -118,32 +118,33 @@ class LowPass:
             )
         return float(value)
 
-    def __call__(
-        self,
-        condition: torch.Tensor,
-        strength: float,
-        *,
-        key: Hashable = "image",
-        encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """The condition low-passed at `strength`, computed once per run and strength.
+    def __call__(self, condition: torch.Tensor, strength: float, *, key: Hashable = "image") -> torch.Tensor:
+        """The latent condition low-passed at `strength`: `condition` itself at 0, else computed once per run.
 
         Args:
-            condition: The tensor to filter: a latent condition, or an image when `encode` is given.
-            strength: The filter strength in `[0, 1]`; at 0 a latent `condition` is returned itself.
+            condition: The latent condition to filter.
+            strength: The filter strength in `[0, 1]`.
             key: Tells apart conditions filtered in the same run (say, first and last frame).
-            encode: Maps the filtered image to the latent condition (pixel space).
         """
-        if strength == 0.0 and encode is None:
+        if strength == 0.0:
             return condition
-        cache_key = (key, strength, condition.shape, condition.dtype, condition.device, encode is None)
-        cached = self._conditions.get(cache_key)
-        if cached is None:
-            cached = self.config.filter(condition, strength)
-            if encode is not None:
-                cached = encode(cached)
-            self._conditions[cache_key] = cached
-        return cached
+        cache_key = (key, strength, condition.shape, condition.dtype, condition.device)
+        if cache_key not in self._conditions:
+            self._conditions[cache_key] = self.config.filter(condition, strength)
+        return self._conditions[cache_key]
+
+    def encoded(self, strength: float, encode: Callable[[Callable[[torch.Tensor], torch.Tensor]], torch.Tensor]):
+        """A pixel-space condition at `strength`, encoded once per run and strength.
+
+        Args:
+            strength: The filter strength in `[0, 1]`.
+            encode: Builds the latent condition from the run's images, given the filter at `strength` to
+                apply to each of them before encoding.
+        """
+        cache_key = ("pixels", strength)
+        if cache_key not in self._conditions:
+            self._conditions[cache_key] = encode(lambda image: self.config.filter(image, strength))
+        return self._conditions[cache_key]
 
     def reset(self) -> None:
         """Forget the filtered conditions: a new run (with a new image) starts."""

@@ -110,20 +110,20 @@ def test_low_pass_keeps_conditions_apart_by_key_and_shape(counting):
 
 
 def test_pixel_space_encodes_once_per_strength(counting):
+    image = torch.rand(1, 3, 32, 32)
     encoded = []
 
-    def encode(image):
-        encoded.append(image)
-        return image.mean(dim=1, keepdim=True)
+    def encode(low_pass):
+        encoded.append(low_pass(image))
+        return encoded[-1].mean(dim=1, keepdim=True)
 
     low_pass = LowPass(ALGConfig(filter=counting, space="pixel"))
-    image = torch.rand(1, 3, 32, 32)
     for _ in range(5):
-        latent = low_pass(image, 1.0, encode=encode)
+        latent = low_pass.encoded(1.0, encode)
     assert len(encoded) == 1 and latent.shape == (1, 1, 32, 32)
     torch.testing.assert_close(encoded[0], Downsample(factor=0.4)(image, 1.0), rtol=0, atol=0)
-    assert low_pass(image, 0.0, encode=encode).shape == (1, 1, 32, 32)  # the unfiltered image, encoded
-    assert len(encoded) == 2
+    low_pass.encoded(0.5, encode)
+    assert counting.calls == [1.0, 0.5]
 
 
 def test_strength_comes_from_the_schedule():

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
+from . import cogvideox, hunyuan, ltx, svd, wan
 from .base import Adapter
+from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 
-__all__ = ["Adapter"]
+__all__ = ["Adapter", "ChannelSlice", "ConditionLayout", "FirstFrame", "PackedFirstFrame"]
 
-BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = ()
+BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
+    *wan.ADAPTERS,
+    *cogvideox.ADAPTERS,
+    *hunyuan.ADAPTERS,
+    *ltx.ADAPTERS,
+    *svd.ADAPTERS,
+)
 
 
 @hookimpl

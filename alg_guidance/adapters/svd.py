@@ -1,0 +1,7 @@
+"""Adapters for svd pipelines (to be written)."""
+
+from __future__ import annotations
+
+from .base import Adapter
+
+ADAPTERS: tuple[type[Adapter], ...] = ()

@@ -1,0 +1,1 @@
+"""Integrations with diffusers pipelines and k-diffusion samplers, imported only when used."""
