@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import torch
 
 from alg_guidance.registry import ENTRY_POINT_GROUP
 
@@ -34,3 +35,12 @@ def distributions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Distributi
     site = tmp_path / "site"
     site.mkdir()
     return Distributions(site, monkeypatch)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The tests run tiny models, for which thread hand-offs cost more than they save (and CI has 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -6,6 +6,7 @@ Nothing here changes what the pipeline computes: the recorders only copy tensors
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ def recording(pipe: Any, denoisers: Sequence[str] = ("transformer",), counted: s
         )
     scheduler_step = pipe.scheduler.step
 
+    @functools.wraps(scheduler_step)  # pipelines inspect step's signature to decide on passing generator / eta
     def step(model_output, *args, **kwargs):
         record.predictions.append(model_output.detach().clone())
         return scheduler_step(model_output, *args, **kwargs)
