@@ -105,7 +105,9 @@ def test_config_examples_in_the_docs_load(example):
 
 def test_every_included_snippet_exists():
     for page in DOCS.rglob("*.md"):
-        for included in re.findall(r'--8<-- "([^"]+)"', page.read_text()):
+        text = page.read_text()
+        assert "--8 <" not in text, f"{page.name}: a snippet line was mangled (by a formatter?)"
+        for included in re.findall(r'--8<-- "([^"]+)"', text):
             assert (ROOT / included).is_file(), f"{page.name} includes missing {included}"
 
 
