@@ -1,7 +1,196 @@
-"""Adapters for hunyuan pipelines (to be written)."""
+"""Adapters for the HunyuanVideo image-to-video pipelines: HunyuanVideo-I2V (both checkpoints) and HunyuanVideo 1.5.
+
+- `HunyuanVideoImageToVideoPipeline` conditions on the image in one of two ways, set by the transformer's
+  `image_condition_type`: `"token_replace"` (the HunyuanVideo-I2V checkpoint) writes the image latent into latent
+  frame 0 and steps only frames `1:`; `"latent_concat"` (HunyuanVideo-I2V-33ch) concatenates
+  `[latents, image_latents, mask]` along the channels. Its usual guidance is embedded (the `guidance` input, one
+  pass per step); with `true_cfg_scale > 1` and a negative prompt it also calls the transformer for the negative
+  prompt, right after the positive one and with no cache context.
+- `HunyuanVideo15ImageToVideoPipeline` concatenates `[latents, image_latents, mask]` too, and runs CFG through
+  its `ClassifierFreeGuidance` guider: one call per guider batch, under the cache contexts `"pred_cond"` and
+  `"pred_uncond"`.
+"""
 
 from __future__ import annotations
 
-from .base import Adapter
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-ADAPTERS: tuple[type[Adapter], ...] = ()
+import torch
+
+from ..errors import ALGError
+from .base import Adapter
+from .layouts import ChannelSlice, ConditionLayout, FirstFrame
+
+HUNYUAN_BATCHED_INPUTS = (
+    "hidden_states",
+    "timestep",
+    "encoder_hidden_states",
+    "encoder_attention_mask",
+    "pooled_projections",
+    "guidance",
+)
+HUNYUAN15_BATCHED_INPUTS = (
+    "hidden_states",
+    "timestep",
+    "timestep_r",
+    "encoder_hidden_states",
+    "encoder_attention_mask",
+    "encoder_hidden_states_2",
+    "encoder_attention_mask_2",
+    "image_embeds",
+)
+EXACT_GUIDER = "ClassifierFreeGuidance"
+
+
+def _image_latent_channels(latent_channels: int) -> ChannelSlice:
+    """The image-latent channels of `cat([latents, image_latents, mask], dim=1)`, leaving out the frame mask."""
+    return ChannelSlice("hidden_states", dim=1, start=latent_channels, stop=2 * latent_channels)
+
+
+class _HunyuanVideoI2V(Adapter):
+    """`HunyuanVideoImageToVideoPipeline`, in either image-conditioning mode.
+
+    The pipeline keeps no record of `true_cfg_scale` or of whether a negative prompt came, so `uses_cfg` cannot
+    tell; the engine tells the positive and negative calls apart by their order within a scheduler step.
+
+    Attributes:
+        condition_type: The transformer's `image_condition_type` this adapter serves.
+    """
+
+    pipelines = ("HunyuanVideoImageToVideoPipeline",)
+    guidance = "sequential"
+    contexts = None
+    batched_inputs = HUNYUAN_BATCHED_INPUTS
+    pixel_capture = "prepare_latents"
+    condition_type: ClassVar[str]
+
+    @classmethod
+    def matches(cls, pipeline: object) -> bool:
+        """A `HunyuanVideoImageToVideoPipeline` whose transformer has this adapter's `image_condition_type`."""
+        transformer = getattr(pipeline, "transformer", None)
+        config = getattr(transformer, "config", {})
+        return super().matches(pipeline) and config.get("image_condition_type") == cls.condition_type
+
+    def layout(self) -> ConditionLayout:
+        """Latent frame 0 for `"token_replace"`, the image-latent channels for `"latent_concat"`."""
+        config = self.pipeline.transformer.config
+        if config.image_condition_type == "token_replace":
+            return FirstFrame("hidden_states", frame_dim=2)
+        return _image_latent_channels((config.in_channels - 1) // 2)
+
+    def uses_cfg(self) -> bool | None:
+        """`None`: true CFG depends on call arguments the pipeline does not keep."""
+        return None
+
+    def encode_pixels(self, low_pass: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Run the pipeline's own `prepare_latents` on the low-passed image, reusing the run's latents.
+
+        `prepare_latents` encodes with the VAE's mode and multiplies by the pipeline's `vae_scaling_factor`;
+        given the run's latents it draws no noise. Its image latent fills latent frame 0 of the condition the
+        run used (for `"latent_concat"` the pipeline zeroes the later frames afterwards, so they stay zero).
+        """
+        arguments = self.captured_arguments()
+        arguments["image"] = low_pass(arguments["image"])
+        arguments["latents"] = self.captured_result[0]
+        encoded = type(self.pipeline).prepare_latents(self.pipeline, **arguments)[1]
+        condition = self.captured_result[1].clone()
+        condition[:, :, :1] = encoded[:, :, :1]
+        return condition
+
+
+class HunyuanVideoI2V(_HunyuanVideoI2V):
+    """HunyuanVideo-I2V ("token_replace"): the image latent replaces latent frame 0; embedded guidance 6.0.
+
+    The low-passed latent goes into frame 0 of the transformer input only; the pipeline keeps stepping frames
+    `1:` and writing the original image latent back into frame 0.
+    """
+
+    name = "hunyuanvideo"
+    preset = "hunyuanvideo"
+    condition_type = "token_replace"
+
+
+class HunyuanVideoI2V33ch(_HunyuanVideoI2V):
+    """HunyuanVideo-I2V-33ch ("latent_concat"): 16 latent + 16 image-latent + 1 mask channel.
+
+    Only the image-latent channels are filtered; the mask is the run's own, untouched.
+    """
+
+    name = "hunyuanvideo-33ch"
+    preset = "paper"
+    condition_type = "latent_concat"
+
+
+class HunyuanVideo15I2V(Adapter):
+    """HunyuanVideo 1.5 image-to-video, guided by its `ClassifierFreeGuidance` guider.
+
+    The guider combines `pred_uncond + w * (pred_cond - pred_uncond)` (or `pred_cond + w * (pred_cond -
+    pred_uncond)` with `use_original_formulation`) from the two predictions the pipeline stores, after both
+    calls of a step; both are affine in the predictions with weights summing to one, so the sequential rule is
+    exact for either. Other guiders combine their predictions otherwise and are refused.
+    """
+
+    name = "hunyuanvideo1.5"
+    pipelines = ("HunyuanVideo15ImageToVideoPipeline",)
+    guidance = "sequential"
+    contexts = ("pred_cond", "pred_uncond")
+    batched_inputs = HUNYUAN15_BATCHED_INPUTS
+    pixel_capture = "prepare_cond_latents_and_mask"
+    preset = "paper"
+
+    def __init__(self, pipeline: Any) -> None:
+        super().__init__(pipeline)
+        self._check_guider()
+
+    def _check_guider(self) -> None:
+        guider = type(self.pipeline.guider).__name__
+        if guider != EXACT_GUIDER:
+            raise ALGError(
+                f"the {self.name} adapter needs the pipeline's guider to be {EXACT_GUIDER}, but it is {guider}: "
+                "ALG's branch rule is exact only for a guider that combines the two predictions as u + w (c - u)"
+            )
+
+    def layout(self) -> ConditionLayout:
+        """The image-latent channels after the `num_channels_latents` latent channels."""
+        return _image_latent_channels(self.pipeline.num_channels_latents)
+
+    def uses_cfg(self) -> bool | None:
+        """`None`: the guider decides per step (its `start`/`stop` window); checks the guider is still exact."""
+        self._check_guider()
+        return None
+
+    def encode_pixels(self, low_pass: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Encode the low-passed image with the pipeline's own `_get_image_latents` (VAE mode, its scaling).
+
+        The image the run passed to `prepare_cond_latents_and_mask` (already resized by the pipeline) is
+        preprocessed by the pipeline's processor, low-passed, then encoded; the result fills latent frame 0 of
+        the condition the run used, whose later frames are zero.
+        """
+        arguments = self.captured_arguments()
+        pipeline = self.pipeline
+        encoded = type(pipeline)._get_image_latents(
+            vae=pipeline.vae,
+            image_processor=_LowPassedImages(pipeline.video_processor, low_pass),
+            image=arguments["image"],
+            height=arguments["height"],
+            width=arguments["width"],
+            device=arguments["device"],
+        )
+        condition = self.captured_result[0].clone()
+        condition[:, :, :1] = encoded
+        return condition
+
+
+class _LowPassedImages:
+    """An image processor that low-passes what the pipeline's own processor makes of an image."""
+
+    def __init__(self, processor: Any, low_pass: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.processor = processor
+        self.low_pass = low_pass
+
+    def preprocess(self, image: Any, **kwargs: Any) -> torch.Tensor:
+        return self.low_pass(self.processor.preprocess(image, **kwargs))
+
+
+ADAPTERS: tuple[type[Adapter], ...] = (HunyuanVideoI2V, HunyuanVideoI2V33ch, HunyuanVideo15I2V)
