@@ -1,10 +1,13 @@
 """See a configuration before sampling with it: the strengths its schedule visits and the filtered condition.
 
-Needs the `cli` extra (Pillow and matplotlib): `pip install "alg-guidance[cli]"`.
+The condition can be an image (shown as the model would see it after encoding) or a saved latent (a `.pt`,
+`.pth` or `.safetensors` file, shown through its first three principal components). Needs the `cli` extra
+(Pillow and matplotlib): `pip install "alg-guidance[cli]"`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -16,6 +19,8 @@ from .config import ALGConfig
 from .schedules import StepState
 
 LATENT_SCALE = 8  # the spatial downsampling of the VAEs of Wan, CogVideoX, HunyuanVideo and SVD
+LATENT_SUFFIXES = (".pt", ".pth", ".safetensors")
+CONTRAST_PERCENTILES = (0.01, 0.99)  # the latent component range mapped to black and white
 PANEL_INCHES = 3.2  # the width of one panel of the filter grid; 320 pixels at the 100 dpi it is saved with
 
 
@@ -86,11 +91,89 @@ def filtered_views(image: torch.Tensor, config: ALGConfig, strengths: list[float
     return views
 
 
+def load_latent(path: str | Path, key: str | None = None) -> torch.Tensor:
+    """A latent saved with `torch.save` (`.pt`, `.pth`; loaded with `weights_only=True`) or safetensors.
+
+    Args:
+        path: The file.
+        key: The tensor's name when the file holds several (a dict, or a safetensors file with more than one).
+
+    Raises:
+        ValueError: An unknown suffix, no tensor, several tensors and no `key`, or an unknown `key`; the message
+            lists the tensors the file holds.
+    """
+    path = Path(path)
+    if path.suffix not in LATENT_SUFFIXES:
+        raise ValueError(f"a saved latent must end in one of {', '.join(LATENT_SUFFIXES)}, got {path.name}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        content: object = load_file(path)
+    else:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(content, torch.Tensor):
+        return content.float()
+    if not isinstance(content, Mapping):
+        raise ValueError(f"{path.name} holds a {type(content).__name__}, not a tensor or a mapping of tensors")
+    tensors = {name: value for name, value in content.items() if isinstance(value, torch.Tensor)}
+    if key is None and len(tensors) == 1:
+        return next(iter(tensors.values())).float()
+    if key in tensors:
+        return tensors[key].float()
+    names = ", ".join(sorted(tensors)) or "(none)"
+    asked = "name one with key" if key is None else f"it has no {key!r}"
+    raise ValueError(f"{path.name} holds the tensors {names}; {asked}")
+
+
+def latent_plane(latent: torch.Tensor) -> torch.Tensor:
+    """The `[C, H, W]` plane to show of a latent shaped `[C, H, W]`, `[B, C, H, W]` or `[B, C, F, H, W]`.
+
+    The first batch entry and, for video latents, the first frame (where image-to-video models put the image).
+    """
+    if latent.ndim == 3:
+        return latent
+    if latent.ndim == 4:
+        return latent[0]
+    if latent.ndim == 5:
+        return latent[0, :, 0]
+    raise ValueError(f"a latent must be shaped [C, H, W], [B, C, H, W] or [B, C, F, H, W], got {tuple(latent.shape)}")
+
+
+def latent_views(latent: torch.Tensor, config: ALGConfig, strengths: list[float]) -> list[torch.Tensor]:
+    """The latent filtered at each strength, as `[3, H, W]` images in `[0, 1]`, enlarged `LATENT_SCALE` times.
+
+    Channels are projected onto the first three principal components of the unfiltered plane, and each
+    component's 1st to 99th percentile there is stretched to `[0, 1]`, so every view shares one colour mapping.
+    """
+    if config.space != "latent":
+        raise ValueError("a saved latent can be previewed with a latent-space config only (space: latent)")
+    plane = latent_plane(latent).float()
+    channels, height, width = plane.shape
+    pixels = plane.reshape(channels, -1).T
+    mean = pixels.mean(dim=0)
+    basis = torch.linalg.svd(pixels - mean, full_matrices=False).Vh[:3].T
+    basis = F.pad(basis, (0, 3 - basis.shape[1]))  # fewer than 3 channels: the missing components stay 0
+
+    def project(values: torch.Tensor) -> torch.Tensor:
+        return (values.reshape(channels, -1).T - mean) @ basis
+
+    reference = project(plane)
+    low = reference.quantile(CONTRAST_PERCENTILES[0], dim=0)
+    high = reference.quantile(CONTRAST_PERCENTILES[1], dim=0)
+    views = []
+    for strength in strengths:
+        components = (project(config.filter(plane[None], strength)[0]) - low) / (high - low).clamp_min(1e-6)
+        image = components.clamp(0, 1).T.reshape(3, height, width)
+        views.append(F.interpolate(image[None], scale_factor=LATENT_SCALE, mode="nearest")[0])
+    return views
+
+
 def render_preview(
     config: ALGConfig,
     output_dir: str | Path,
     *,
     image: torch.Tensor | None = None,
+    latent: torch.Tensor | None = None,
     num_steps: int = 50,
     shift: float = 1.0,
 ) -> tuple[Path, Path]:
@@ -100,6 +183,7 @@ def render_preview(
         config: The configuration to preview.
         output_dir: Where to write the two PNG files (created if needed).
         image: A `[3, H, W]` image in `[0, 1]`; the shipped sample image by default.
+        latent: A latent condition to show instead of an image (see `latent_views`; latent space only).
         num_steps: The number of sampling steps.
         shift: The flow-matching timestep shift used to place steps on the noise-level axis.
 
@@ -113,13 +197,19 @@ def render_preview(
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    image = load_image() if image is None else image
+    if image is not None and latent is not None:
+        raise ValueError("preview an image or a latent, not both")
     trace = trace_schedule(config, num_steps, shift)
     visited = trace.visited()
     strengths = sorted({0.0, *visited}, reverse=True)
-    views = filtered_views(image, config, strengths)
+    if latent is None:
+        views = filtered_views(load_image() if image is None else image, config, strengths)
+        subject = f"{config.space} space"
+    else:
+        views = latent_views(latent, config, strengths)
+        subject = "saved latent, first 3 principal components"
 
-    aspect = image.shape[-2] / image.shape[-1]
+    aspect = views[0].shape[-2] / views[0].shape[-1]
     figure, axes = pyplot.subplots(1, len(views), figsize=(PANEL_INCHES * len(views), PANEL_INCHES * aspect + 0.8))
     axes = [axes] if len(views) == 1 else axes
     for axis, strength, view in zip(axes, strengths, views, strict=True):
@@ -128,7 +218,7 @@ def render_preview(
         where = f"steps {steps[0]}-{steps[-1]}" if steps else "original"
         axis.set_title(f"strength {strength:.2f}\n{where}", fontsize=9)
         axis.axis("off")
-    figure.suptitle(f"{config.filter.kind} filter, {config.space} space", fontsize=10)
+    figure.suptitle(f"{config.filter.kind} filter, {subject}", fontsize=10)
     grid_path = output_dir / "filtered.png"
     figure.tight_layout()
     figure.savefig(grid_path, dpi=100)
@@ -139,7 +229,9 @@ def render_preview(
     noise_levels = [state.noise_level for state in trace.states]
     by_step.step(steps, trace.strengths, where="post")
     by_step.set(xlabel="step", ylabel="strength", title=f"{config.schedule.kind} schedule, {num_steps} steps")
-    by_noise.plot(noise_levels, trace.strengths, marker=".")
+    # step i holds its strength from its noise level down to the next step's, and the last one down to 0
+    by_noise.step([*noise_levels, 0.0], [*trace.strengths, trace.strengths[-1]], where="post")
+    by_noise.plot(noise_levels, trace.strengths, ".", color="C0")
     by_noise.set(xlabel=f"noise level (flow matching, shift {shift:g})", ylabel="strength", xlim=(1.02, -0.02))
     for axis in (by_step, by_noise):
         axis.set_ylim(-0.05, 1.05)

@@ -36,6 +36,8 @@ class Adapter:
             ALG then reduces to CFG with a low-passed conditional image and needs no extra branch.
         pixel_capture: The pipeline method that receives the preprocessed pixel images of a run, recorded for
             pixel-space filtering; `None` if the adapter supports latent space only.
+        needs_capture: Whether the adapter also reads the recorded `pixel_capture` call in latent space (to find
+            its condition), so that the engine records it in either space.
         preset: The preset `alg_guidance.enable` uses when given no config.
     """
 
@@ -46,6 +48,7 @@ class Adapter:
     batched_inputs: ClassVar[tuple[str, ...]] = ("hidden_states", "timestep", "encoder_hidden_states")
     uncond_sees_image: ClassVar[bool] = True
     pixel_capture: ClassVar[str | None] = None
+    needs_capture: ClassVar[bool] = False
     preset: ClassVar[str] = "paper"
 
     def __init__(self, pipeline: Any) -> None:

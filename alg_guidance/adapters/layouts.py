@@ -85,34 +85,37 @@ class FirstFrame:
 
 @dataclass(frozen=True)
 class PackedFirstFrame:
-    """The condition is the first latent frame of a token sequence `[B, F * H * W, C]` (patch size 1).
+    """The condition is one latent frame of a token sequence `[B, F * H * W, C]` packed with patch size 1.
 
-    LTX-Video packs its latent video into tokens frame by frame, so the first `H * W` tokens are the
-    conditioning frame. The spatial size comes from the inputs named `height` and `width`, or from the
-    adapter through `size` (latent height and width).
+    LTX-Video packs its latent video into tokens frame by frame, row by row, so the `H * W` tokens from
+    `offset` on are one frame: the conditioning frame 0 at `offset=0` in `LTXImageToVideoPipeline`, and after
+    the extra keyframe tokens that `LTXConditionPipeline` puts in front of the video. The frame's latent
+    height and width come from the inputs named `height` and `width`, or from `size`.
 
     Attributes:
         input: The name of the token input.
         height: The name of the input holding the latent height (ignored when `size` is given).
         width: The name of the input holding the latent width (ignored when `size` is given).
         size: A fixed latent `(height, width)`.
+        offset: The index of the frame's first token.
     """
 
     input: str
     height: str = "height"
     width: str = "width"
     size: tuple[int, int] | None = None
+    offset: int = 0
 
     def _size(self, inputs: Mapping[str, Any]) -> tuple[int, int]:
         return self.size if self.size is not None else (int(inputs[self.height]), int(inputs[self.width]))
 
     def get(self, inputs: Mapping[str, Any]) -> torch.Tensor:
-        """The first frame's tokens as `[B, C, H, W]`."""
+        """The frame's tokens as `[B, C, H, W]`, a view of the input."""
         height, width = self._size(inputs)
-        tokens = inputs[self.input][:, : height * width]
+        tokens = inputs[self.input].narrow(1, self.offset, height * width)
         return tokens.unflatten(1, (height, width)).permute(0, 3, 1, 2)
 
     def put(self, inputs: Mapping[str, Any], condition: torch.Tensor) -> dict[str, Any]:
-        """The inputs with the first frame's tokens replaced."""
+        """The inputs with the frame's tokens replaced."""
         tokens = condition.permute(0, 2, 3, 1).flatten(1, 2)
-        return {**inputs, self.input: _replace_range(inputs[self.input], 1, 0, tokens)}
+        return {**inputs, self.input: _replace_range(inputs[self.input], 1, self.offset, tokens)}
