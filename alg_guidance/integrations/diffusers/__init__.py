@@ -21,12 +21,7 @@ from ...adapters.base import Adapter
 from ...config import resolve_config
 from ...errors import ALGError
 from ...registry import Registry, default_registry
-from .hook import HOOK_NAME, ALGHook, GuidedRun
-
-REFUSED_CACHES = {
-    "FasterCacheConfig": "FasterCache approximates the unconditional branch from two-branch CFG batches",
-    "PyramidAttentionBroadcastConfig": "PyramidAttentionBroadcast reuses attention across steps of two branches",
-}
+from .hook import HOOK_NAME, ALGHook, GuidedRun, refuse_incompatible_caches
 
 _handles: weakref.WeakKeyDictionary[Any, ALGHandle] = weakref.WeakKeyDictionary()
 
@@ -117,7 +112,7 @@ def enable(
             for denoiser in served.denoisers():
                 HookRegistry.check_if_exists_or_initialize(denoiser).register_hook(ALGHook(run), HOOK_NAME)
                 hooked.append(denoiser)
-            if config.space == "pixel":
+            if config.space == "pixel" or served.needs_capture:
                 _capture_pixels(served)
         except BaseException:
             _remove_hooks(hooked)
@@ -147,12 +142,7 @@ def _check_compatible(adapter: Adapter, config: Any) -> None:
     for denoiser in adapter.denoisers():
         if HOOK_NAME in HookRegistry.check_if_exists_or_initialize(denoiser).hooks:
             raise ALGError(f"{type(denoiser).__name__} already carries an ALG hook from another pipeline")
-        cache = type(getattr(denoiser, "_cache_config", None)).__name__
-        if cache in REFUSED_CACHES:
-            raise ALGError(
-                f"ALG cannot run with {cache.removesuffix('Config')}: {REFUSED_CACHES[cache]}, but ALG adds a "
-                "third; disable it with pipe.transformer.disable_cache(), or use FirstBlockCache or MagCache"
-            )
+    refuse_incompatible_caches(adapter.denoisers())
     if config.space == "pixel" and adapter.pixel_capture is None:
         raise ALGError(f"the {adapter.name} adapter filters in latent space only; use space='latent'")
 

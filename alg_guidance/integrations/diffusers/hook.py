@@ -10,16 +10,23 @@ get `c_lp` from the cond call; the uncond call computes `u_orig` and `u_lp`, add
 cond prediction the pipeline is holding, and returns `u_orig`. Either way the pipeline's own
 `u + w * (c - u)` equals `u_orig + w * (c_lp - u_lp)` for whatever `w` it uses (dynamic CFG, per-frame
 scales, Wan 2.2's second scale, HunyuanVideo's unstored true-CFG scale), without alg-guidance knowing `w`.
+
+Caching hooks (FirstBlockCache, MagCache, and any other stateful diffusers hook on the denoiser or its blocks)
+keep state per cache context and need a constant batch in each: the extra branch then runs as its own call,
+under the context `<name>_alg`. FasterCache and PyramidAttentionBroadcast are refused (see `REFUSED_CACHES`).
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
 import torch
+from diffusers.hooks.faster_cache import FasterCacheBlockHook, FasterCacheDenoiserHook
 from diffusers.hooks.hooks import BaseState, CacheContext, ModelHook, StateManager
+from diffusers.hooks.pyramid_attention_broadcast import PyramidAttentionBroadcastHook
 
 from ...adapters.base import Adapter
 from ...config import ALGConfig
@@ -29,6 +36,50 @@ from .branches import merge_batches, named_inputs, output_tensor, split_batch, w
 from .clock import SchedulerClock
 
 HOOK_NAME = "alg_guidance"
+_FASTER_CACHE = ("FasterCache", "it approximates the unconditional branch from two-branch CFG batches")
+REFUSED_CACHES: dict[type[ModelHook], tuple[str, str]] = {
+    FasterCacheDenoiserHook: _FASTER_CACHE,
+    FasterCacheBlockHook: _FASTER_CACHE,
+    PyramidAttentionBroadcastHook: (
+        "PyramidAttentionBroadcast",
+        "it reuses attention outputs from call to call, counting on two branches per step",
+    ),
+}
+"""The diffusers hooks ALG cannot run with: hook class -> (technique, why)."""
+
+
+def _other_hooks(denoiser: torch.nn.Module) -> Iterator[ModelHook]:
+    """The diffusers hooks on `denoiser` and its submodules, other than ALG's own.
+
+    Read from the modules themselves, so that hooks applied with `diffusers.hooks.apply_*` count as well as those
+    applied with `enable_cache`.
+    """
+    for module in denoiser.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        if registry is not None:
+            yield from (hook for name, hook in registry.hooks.items() if name != HOOK_NAME)
+
+
+def refuse_incompatible_caches(denoisers: list[torch.nn.Module]) -> None:
+    """Raise if a denoiser runs a caching technique that ALG cannot run with.
+
+    Raises:
+        ALGError: A denoiser carries a FasterCache or PyramidAttentionBroadcast hook.
+    """
+    for denoiser in denoisers:
+        for hook in _other_hooks(denoiser):
+            if type(hook) in REFUSED_CACHES:
+                technique, reason = REFUSED_CACHES[type(hook)]
+                raise ALGError(
+                    f"ALG cannot run with {technique} on {type(denoiser).__name__}: {reason}, but ALG adds a third "
+                    "branch. Remove it (disable_cache() on the denoiser, if enable_cache applied it), or use "
+                    "FirstBlockCache or MagCache, which run ALG's extra branch under their own cache context"
+                )
+
+
+def has_caching_hooks(denoisers: list[torch.nn.Module]) -> bool:
+    """Whether a denoiser carries a stateful diffusers hook (a cache), whose state is kept per cache context."""
+    return any(hook._is_stateful for denoiser in denoisers for hook in _other_hooks(denoiser))
 
 
 class _NoState(BaseState):
@@ -115,6 +166,8 @@ class GuidedRun:
         self.clock = SchedulerClock(adapter.pipeline, config.schedule.uses_noise_level)
 
     def _start_run(self) -> None:
+        refuse_incompatible_caches(self.adapter.denoisers())
+        self.separate = not self.config.batch_branches or has_caching_hooks(self.adapter.denoisers())
         self.low_pass.reset()
         self.layout = self.adapter.layout()
         self.uses_cfg = self.adapter.uses_cfg()
@@ -128,8 +181,13 @@ class GuidedRun:
         self.low_pass.reset()
         self._pending = None
 
+    @torch.compiler.disable(recursive=False)
     def __call__(self, hook: ALGHook, module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
-        """Handle one denoiser call: pass it through at strength 0, else apply the branch rule."""
+        """Handle one denoiser call: pass it through at strength 0, else apply the branch rule.
+
+        Dynamo skips this frame's own control flow (which depends on the step and the branch, and would make a
+        compiled denoiser recompile at every step) but still compiles the denoiser calls made from it.
+        """
         if self.clock.new_run():
             self._start_run()
         branch = self._branch(hook)
@@ -137,8 +195,7 @@ class GuidedRun:
         strength = self.low_pass.strength(state)
         if strength == 0.0:
             return hook.original(*args, **kwargs)
-        separate = not self.config.batch_branches or bool(getattr(module, "is_cache_enabled", False))
-        call = _Call(hook, module, args, kwargs, separate)
+        call = _Call(hook, module, args, kwargs, self.separate)
         low_passed = self.layout.put(call.inputs, self._low_passed(call.inputs, strength))
         if self.mode == "replace" or (branch == "batched" and not self.uses_cfg):
             return call.main(low_passed)
