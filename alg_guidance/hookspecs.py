@@ -101,19 +101,28 @@ def alg_register_adapters(register: Register) -> None:
 
     Args:
         register: Call `register(cls)` for each adapter class. The class subclasses
-            [`alg_guidance.adapters.Adapter`][alg_guidance.adapters.base.Adapter] and declares its name in the class
-            variable `name`. `alg_guidance.enable` asks each registered adapter whether it
-            `matches` a pipeline, so an adapter for a new model family works with no change to alg-guidance.
+            [`alg_guidance.adapters.Adapter`][alg_guidance.adapters.base.Adapter], declares its name in the class
+            variable `name`, the pipelines it serves in `pipelines`, how the pipeline runs CFG (`guidance`,
+            `contexts`, `batched_inputs`) and where the image condition sits (`layout()`, usually one of the
+            [layouts][alg_guidance.adapters.layouts]). `alg_guidance.enable` asks each registered adapter whether
+            it `matches` a pipeline, so an adapter for a new model family works with no change to alg-guidance.
 
     Examples:
         ```python
         import alg_guidance as alg
-        from alg_guidance.adapters import Adapter
+        from alg_guidance.adapters import Adapter, ChannelSlice
 
 
         class MyVideoAdapter(Adapter):
             name = "my-video"
             pipelines = ("MyVideoImageToVideoPipeline",)
+            guidance = "batched"  # one denoiser call on [uncond, cond]
+            contexts = None
+            batched_inputs = ("hidden_states", "timestep", "encoder_hidden_states")
+
+            def layout(self):
+                # the image latent follows the 16 noisy-latent channels of hidden_states [B, C, F, H, W]
+                return ChannelSlice("hidden_states", dim=1, start=16)
 
 
         @alg.hookimpl

@@ -25,7 +25,9 @@ from pydantic import ValidationError
 
 import alg_guidance as alg
 from alg_guidance.errors import ALGError, UnknownPluginError
+from alg_guidance.integrations.diffusers import hook as hook_module
 from alg_guidance.integrations.diffusers.hook import HOOK_NAME, ALGHook
+from alg_guidance.integrations.diffusers.offload import return_to_denoiser as return_to
 from alg_guidance.registry import default_registry
 from tests.support.compat import (
     COMPILE_BACKEND,
@@ -95,6 +97,27 @@ def test_model_cpu_offload_keeps_alg_on_every_run(name, order):
     never_enabled = family.make()
     never_enabled.enable_model_cpu_offload(device="cpu")
     assert torch.equal(family.run(pipe), family.run(never_enabled))
+
+
+PIXEL_FAMILIES = [name for name, family in FAMILIES.items() if default_registry().adapter(family.adapter).pixel_capture]
+
+
+@pytest.mark.parametrize("name", PIXEL_FAMILIES)
+def test_model_cpu_offload_with_pixel_space_puts_the_denoiser_back_after_encoding(name, monkeypatch):
+    """Encoding mid-call runs the VAE's offload hook, which offloads the denoiser; ALG moves it back."""
+    family = FAMILIES[name]
+    config = CONFIG.merge({"space": "pixel"})
+    plain = family.make()
+    with alg.enable(plain, config):
+        expected = record_run(family, plain)
+    returns = []
+    monkeypatch.setattr(hook_module, "return_to_denoiser", lambda *args: returns.append(args) or return_to(*args))
+    pipe = family.make()
+    pipe.enable_model_cpu_offload(device="cpu")
+    with alg.enable(pipe, config):
+        assert_same_run(record_run(family, pipe), expected)
+    assert len(returns) == 1  # one distinct strength, one encode
+    assert offloaded(pipe, family)
 
 
 # Group offloading

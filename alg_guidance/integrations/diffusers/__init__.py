@@ -9,10 +9,8 @@ are exported from the package root as `alg.enable` and `alg.disable`.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 from diffusers.hooks import HookRegistry
@@ -22,6 +20,7 @@ from ...config import resolve_config
 from ...errors import ALGError
 from ...registry import Registry, default_registry
 from .hook import HOOK_NAME, ALGHook, GuidedRun, refuse_incompatible_caches
+from .offload import model_offload_paused
 
 _handles: weakref.WeakKeyDictionary[Any, ALGHandle] = weakref.WeakKeyDictionary()
 
@@ -106,7 +105,7 @@ def enable(
     config = resolve_config(adapter_class.preset if config is None else config, registry=registry)
     _check_compatible(served, config)
     run = GuidedRun(served, config)
-    with _model_offload_paused(pipeline, served):
+    with model_offload_paused(pipeline, served.denoisers()):
         hooked = []
         try:
             for denoiser in served.denoisers():
@@ -131,7 +130,7 @@ def disable(pipeline: Any) -> None:
     handle = _handles.get(pipeline)
     if handle is None:
         raise ALGError(f"ALG is not enabled on this {type(pipeline).__name__}")
-    with _model_offload_paused(pipeline, handle.adapter):
+    with model_offload_paused(pipeline, handle.adapter.denoisers()):
         _remove_hooks(handle.adapter.denoisers())
         if handle.adapter.pixel_capture is not None:
             pipeline.__dict__.pop(handle.adapter.pixel_capture, None)
@@ -167,23 +166,3 @@ def _remove_hooks(denoisers: list[Any]) -> None:
         registry = HookRegistry.check_if_exists_or_initialize(denoiser)
         if HOOK_NAME in registry.hooks:
             registry.remove_hook(HOOK_NAME, recurse=False)
-
-
-@contextlib.contextmanager
-def _model_offload_paused(pipeline: Any, adapter: Adapter) -> Iterator[None]:
-    """Take model CPU offload's accelerate hooks off while hooks change, then put them back.
-
-    `enable_model_cpu_offload` wraps each model's forward in an accelerate hook and re-installs it after
-    every call; a diffusers hook registered or removed underneath would be silently dropped or would drop it.
-    """
-    offload_device = getattr(pipeline, "_offload_device", None)
-    offloaded = bool(getattr(pipeline, "_all_hooks", None)) and any(
-        hasattr(denoiser, "_hf_hook") for denoiser in adapter.denoisers()
-    )
-    if offloaded:
-        pipeline.remove_all_hooks()
-    try:
-        yield
-    finally:
-        if offloaded:
-            pipeline.enable_model_cpu_offload(device=offload_device)

@@ -34,6 +34,7 @@ from ...errors import ALGError
 from ...guidance import LowPass, batched_outputs, resolve_mode
 from .branches import merge_batches, named_inputs, output_tensor, split_batch, with_output_tensor
 from .clock import SchedulerClock
+from .offload import return_to_denoiser
 
 HOOK_NAME = "alg_guidance"
 _FASTER_CACHE = ("FasterCache", "it approximates the unconditional branch from two-branch CFG batches")
@@ -196,7 +197,7 @@ class GuidedRun:
         if strength == 0.0:
             return hook.original(*args, **kwargs)
         call = _Call(hook, module, args, kwargs, self.separate)
-        low_passed = self.layout.put(call.inputs, self._low_passed(call.inputs, strength))
+        low_passed = self.layout.put(call.inputs, self._low_passed(call.inputs, module, strength))
         if self.mode == "replace" or (branch == "batched" and not self.uses_cfg):
             return call.main(low_passed)
         if branch == "batched":
@@ -224,12 +225,17 @@ class GuidedRun:
         self._last_index = index
         return branch
 
-    def _low_passed(self, inputs: dict[str, Any], strength: float) -> torch.Tensor:
+    def _low_passed(self, inputs: dict[str, Any], module: torch.nn.Module, strength: float) -> torch.Tensor:
         condition = self.layout.get(inputs)
         if self.config.space == "latent":
             return self.low_pass(condition, strength)
-        latent = self.low_pass.encoded(strength, self.adapter.encode_pixels)
+        latent = self.low_pass.encoded(strength, lambda low_pass: self._encode(module, low_pass))
         return latent.repeat(condition.shape[0] // latent.shape[0], *[1] * (latent.ndim - 1))
+
+    def _encode(self, denoiser: torch.nn.Module, low_pass: Any) -> torch.Tensor:
+        latent = self.adapter.encode_pixels(low_pass)
+        return_to_denoiser(self.adapter.pipeline, denoiser)  # the VAE ran mid-call: undo what its offload hook did
+        return latent
 
     def _batched(self, call: _Call, low_passed: dict[str, Any]) -> Any:
         names = self.adapter.batched_inputs
