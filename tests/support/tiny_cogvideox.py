@@ -70,7 +70,7 @@ def _transformer(version: str) -> CogVideoXTransformer3DModel:
         "out_channels": LATENT_CHANNELS,
         "time_embed_dim": 32,
         "text_embed_dim": TEXT_DIM,
-        "num_layers": 1,
+        "num_layers": 2,
         "sample_width": LATENT_SIZE,
         "sample_height": LATENT_SIZE,
         "sample_frames": 9,

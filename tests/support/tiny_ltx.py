@@ -42,7 +42,7 @@ def _transformer(patch_size: int = 1) -> LTXVideoTransformer3DModel:
         num_attention_heads=2,
         attention_head_dim=8,
         cross_attention_dim=16,
-        num_layers=1,
+        num_layers=2,
         caption_channels=TEXT_DIM,
     )
 
