@@ -127,31 +127,6 @@ def test_embedded_guidance_low_passes_the_one_evaluation_of_each_filtered_step(f
     assert_predictions(record, expected_predictions(family, record, reference, STRENGTHS, None, [1] * 4))
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_a_zero_strength_hands_the_scheduler_exactly_the_plain_predictions(family):
-    plain, guided = FAMILIES[family].make(), FAMILIES[family].make()
-    with recording(plain) as plain_record:
-        FAMILIES[family].run(plain)
-    _, _, off_record = guided_run(family, OFF, guided)
-    assert off_record.evaluations == plain_record.evaluations
-    for got, want in zip(off_record.predictions, plain_record.predictions, strict=True):
-        assert torch.equal(got, want)
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_alg_off_and_after_disable_is_bit_identical_to_the_untouched_pipeline(family):
-    run = FAMILIES[family].run
-    untouched = run(FAMILIES[family].make())
-    pipe = FAMILIES[family].make()
-    with alg.enable(pipe, OFF):
-        assert torch.equal(run(pipe), untouched)
-    with alg.enable(pipe, CONFIG):
-        assert not torch.equal(run(pipe), untouched)
-    assert torch.equal(run(pipe), untouched)
-    alg.enable(pipe, CONFIG).disable()
-    assert torch.equal(run(pipe), untouched)
-
-
 @pytest.mark.parametrize("family", WITH_CFG)
 @pytest.mark.parametrize(("batch_branches", "filtered_step"), [(True, [1, 2]), (False, [1, 1, 1])])
 def test_evaluations_per_step_with_cfg(family, batch_branches, filtered_step):

@@ -8,6 +8,7 @@ frames.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -129,4 +130,6 @@ def call_kwargs(seed: int = 0, **overrides: Any) -> dict[str, Any]:
 FAMILIES = {
     "cogvideox": Family("cogvideox", cogvideox, call_kwargs),
     "cogvideox1.5": Family("cogvideox", cogvideox15, call_kwargs),
+    # a stochastic scheduler: the generator's draws must be the same with ALG off as without ALG
+    "cogvideox-dpm": Family("cogvideox", functools.partial(cogvideox, scheduler="dpm"), call_kwargs),
 }
