@@ -21,6 +21,7 @@ import json
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -118,8 +119,8 @@ def wan_pipeline(layers: int, dims: dict, device: torch.device) -> WanImageToVid
     return pipe
 
 
-def bench_hook_overhead(device: torch.device) -> dict:
-    """Milliseconds per call of a small Wan transformer: direct, through the hook at strength 0, and filtered."""
+def small_transformer_call(device: torch.device) -> tuple[WanImageToVideoPipeline, Callable[[], None]]:
+    """A one-block Wan pipeline, and one call of its transformer as the pipeline's cond branch makes it."""
     pipe = wan_pipeline(1, SMOKE, device)
     inputs = {
         "hidden_states": torch.randn(1, 36, 2, 8, 8, device=device, dtype=torch.bfloat16),
@@ -131,10 +132,16 @@ def bench_hook_overhead(device: torch.device) -> dict:
     pipe.scheduler.set_timesteps(50, device=device)
     pipe._guidance_scale = 5.0
 
-    def call():
+    def call() -> None:
         with torch.no_grad(), pipe.transformer.cache_context("cond"):
             pipe.transformer(**inputs)
 
+    return pipe, call
+
+
+def bench_hook_overhead(device: torch.device) -> dict:
+    """Milliseconds per call of a small Wan transformer: direct, through the hook at strength 0, and filtered."""
+    pipe, call = small_transformer_call(device)
     result = {"direct_ms": statistics.median(timed(call, 300, device)), "syncs_direct": count_syncs(call, device)}
     for label, config in [("passthrough", {"kind": "constant", "value": 0.0}), ("filtered_cond", "constant")]:
         with alg.enable(pipe, {"preset": "wan2.1", "schedule": config}):

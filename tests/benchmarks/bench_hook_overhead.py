@@ -19,7 +19,7 @@ import torch
 
 import alg_guidance as alg
 from alg_guidance.integrations.diffusers import hook as hook_module
-from tests.benchmarks.bench_gpu import SMOKE, timed, wan_pipeline
+from tests.benchmarks.bench_gpu import small_transformer_call, timed
 
 ZERO = {"preset": "wan2.1", "schedule": {"kind": "constant", "value": 0.0}}
 
@@ -30,20 +30,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    pipe = wan_pipeline(1, SMOKE, device)
-    inputs = {
-        "hidden_states": torch.randn(1, 36, 2, 8, 8, device=device, dtype=torch.bfloat16),
-        "timestep": torch.tensor([500.0], device=device),
-        "encoder_hidden_states": torch.randn(1, 8, 32, device=device, dtype=torch.bfloat16),
-        "encoder_hidden_states_image": torch.randn(1, 4, 32, device=device, dtype=torch.bfloat16),
-        "return_dict": False,
-    }
-    pipe.scheduler.set_timesteps(50, device=device)
-    pipe._guidance_scale = 5.0
-
-    def call():
-        with torch.no_grad(), pipe.transformer.cache_context("cond"):
-            pipe.transformer(**inputs)
+    pipe, call = small_transformer_call(device)
 
     def median(fn) -> float:
         fn()

@@ -61,77 +61,65 @@ def _image_encoder() -> tuple[CLIPVisionModelWithProjection, CLIPImageProcessorP
     return CLIPVisionModelWithProjection(config), CLIPImageProcessorPil(crop_size=64, size=64)
 
 
+def _assembled(pipeline_class: type, *, image_encoder: bool, **components: Any) -> Any:
+    """A pipeline without text encoder (the tests pass prompt embeddings), with the tiny VAE, progress bar off."""
+    encoder, processor = _image_encoder() if image_encoder else (None, None)
+    pipe = pipeline_class(
+        tokenizer=None, text_encoder=None, image_encoder=encoder, image_processor=processor, vae=_vae(), **components
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def wan21(scheduler: Any = None, first_last_frame: bool = False) -> WanImageToVideoPipeline:
     """Wan 2.1 I2V: a 36-channel transformer (16 latent + 4 mask + 16 condition) and a CLIP image encoder.
 
     With `first_last_frame`, the transformer takes the CLIP tokens of two images (Wan 2.1 FLF2V).
     """
     torch.manual_seed(0)
-    image_encoder, image_processor = _image_encoder()
     extra = {"pos_embed_seq_len": 2 * (64 * 64 + 1)} if first_last_frame else {}
-    pipe = WanImageToVideoPipeline(
-        tokenizer=None,
-        text_encoder=None,
-        image_encoder=image_encoder,
-        image_processor=image_processor,
+    return _assembled(
+        WanImageToVideoPipeline,
+        image_encoder=True,
         transformer=_transformer(36, image_dim=4, **extra),
-        vae=_vae(),
         scheduler=scheduler or FlowMatchEulerDiscreteScheduler(shift=3.0),
     )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def wan22() -> WanImageToVideoPipeline:
     """Wan 2.2 A14B I2V: two experts, no image encoder; with 4 steps the second expert takes steps 2 and 3."""
     torch.manual_seed(0)
-    pipe = WanImageToVideoPipeline(
-        tokenizer=None,
-        text_encoder=None,
-        image_encoder=None,
-        image_processor=None,
+    return _assembled(
+        WanImageToVideoPipeline,
+        image_encoder=False,
         transformer=_transformer(36, image_dim=None),
         transformer_2=_transformer(36, image_dim=None),
-        vae=_vae(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         boundary_ratio=0.7,
     )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def wan22_ti2v() -> WanImageToVideoPipeline:
     """Wan 2.2 TI2V-5B: the image latent overwrites the first latent frame (expand_timesteps)."""
     torch.manual_seed(0)
-    pipe = WanImageToVideoPipeline(
-        tokenizer=None,
-        text_encoder=None,
-        image_encoder=None,
-        image_processor=None,
+    return _assembled(
+        WanImageToVideoPipeline,
+        image_encoder=False,
         transformer=_transformer(16, image_dim=None),
-        vae=_vae(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         expand_timesteps=True,
     )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def skyreels_v2() -> SkyReelsV2ImageToVideoPipeline:
     """SkyReels-V2 I2V: the Wan 2.1 layout with SkyReels' own transformer and UniPC."""
     torch.manual_seed(0)
-    image_encoder, image_processor = _image_encoder()
-    pipe = SkyReelsV2ImageToVideoPipeline(
-        tokenizer=None,
-        text_encoder=None,
-        image_encoder=image_encoder,
-        image_processor=image_processor,
+    return _assembled(
+        SkyReelsV2ImageToVideoPipeline,
+        image_encoder=True,
         transformer=_transformer(36, image_dim=4, cls=SkyReelsV2Transformer3DModel),
-        vae=_vae(),
         scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0),
     )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def image(seed: int = 0, size: int = 64) -> Image.Image:
