@@ -7,9 +7,12 @@ and the text condition `c` (`∅` for the negative prompt); `LP_s(I)` is the con
     u_orig + w * (c_lp - u_lp),   u_orig = D(x, I, ∅),  u_lp = D(x, LP_s(I), ∅),  c_lp = D(x, LP_s(I), c)
 
 and once `s = 0` it is plain CFG. Without CFG ("replace" mode) the one prediction is `D(x, LP_s(I), c)`.
-Pipelines combine `u + w * (c - u)` themselves, so the integrations hand them outputs that make that
-formula produce ALG: see [`batched_outputs`][alg_guidance.guidance.batched_outputs] and
-[`sequential_uncond`][alg_guidance.guidance.sequential_uncond].
+Pipelines combine `u + w * (c - u)` themselves, so an integration hands them outputs that make that formula
+produce ALG. [`batched_outputs`][alg_guidance.guidance.batched_outputs] gives `(u_orig, c_lp + u_orig - u_lp)`
+for any `w`; the diffusers integration uses it for batched pipelines, and for sequential ones (cond call, then
+uncond call) it writes that cond output into the cond prediction the pipeline still holds, so it never needs
+`w`. [`sequential_uncond`][alg_guidance.guidance.sequential_uncond] is the alternative for a caller that knows
+`w` and can only change what the uncond call returns.
 """
 
 from __future__ import annotations

@@ -173,7 +173,7 @@ class GuidedRun:
         self.layout = self.adapter.layout()
         self.uses_cfg = self.adapter.uses_cfg()
         self.mode = resolve_mode(self.config.mode, True if self.uses_cfg is None else self.uses_cfg)
-        self._pending: tuple[int, str, torch.Tensor] | None = None
+        self._pending: tuple[int, str, tuple[torch.Tensor, ...]] | None = None
         self._last_index: int | None = None
 
     def finish(self) -> None:
@@ -204,7 +204,7 @@ class GuidedRun:
             return self._batched(call, low_passed)
         if branch == "cond":
             output = call.main(low_passed)
-            self._settle(state.step, "cond", output_tensor(output))
+            self._settle(state.step, "cond", (output_tensor(output),))
             return output
         return self._uncond(call, low_passed, state.step)
 
@@ -261,15 +261,20 @@ class GuidedRun:
             output = call.main(merge_batches([call.inputs, low_passed], names))
             u_orig, u_lp = output_tensor(output).chunk(2)
             output = with_output_tensor(output, u_orig)
-        self._settle(step, "uncond", u_orig - u_lp)
+        self._settle(step, "uncond", (u_orig, u_lp))
         return output
 
-    def _settle(self, step: int, branch: str, tensor: torch.Tensor) -> None:
-        """Pair the cond prediction and the uncond correction `u_orig - u_lp` of a step, in either order."""
+    def _settle(self, step: int, branch: str, predictions: tuple[torch.Tensor, ...]) -> None:
+        """Pair a step's cond prediction `(c_lp,)` with its uncond branches `(u_orig, u_lp)`, in either order.
+
+        The cond prediction the pipeline holds becomes, in place, the cond output of the batched rule
+        ([`batched_outputs`][alg_guidance.guidance.batched_outputs]), whose uncond output `u_orig` the uncond call
+        returns: the pipeline's own `u + w * (c - u)` is then ALG for its `w`.
+        """
         pending = self._pending
         if pending is None or pending[0] != step or pending[1] == branch:
-            self._pending = (step, branch, tensor)
+            self._pending = (step, branch, predictions)
             return
-        cond, correction = (tensor, pending[2]) if branch == "cond" else (pending[2], tensor)
-        cond.add_(correction)
+        (c_lp,), (u_orig, u_lp) = (predictions, pending[2]) if branch == "cond" else (pending[2], predictions)
+        c_lp.copy_(batched_outputs(u_orig, c_lp, u_lp)[1])
         self._pending = None
