@@ -195,6 +195,11 @@ class Registry:
         """Every registered adapter class by name, in registration order."""
         return self._table("adapter")
 
+    def provider_of(self, kind: str, plugin_class: type) -> PluginInfo | None:
+        """The plugin that registered `plugin_class` as a `kind` ("filter", "schedule" or "adapter"), if any."""
+        self.load()
+        return next((info for registered, info in self._tables[kind].values() if registered is plugin_class), None)
+
     def plugins(self) -> list[PluginInfo]:
         """Every plugin in load order: what it registered, or why it was skipped."""
         self.load()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -12,19 +12,39 @@ from ..errors import ALGError
 from .layouts import ConditionLayout
 
 
+@dataclass(frozen=True)
+class Capture:
+    """One recorded call of a pipeline method in a run: its arguments by name, and what it returned.
+
+    Attributes:
+        arguments: The call's arguments, defaults applied.
+        result: The method's return value.
+    """
+
+    arguments: dict[str, Any]
+    result: Any
+
+
+Captures = Mapping[str, Capture]
+"""The pipeline-method calls a run recorded, by method name (see `Adapter.captures`)."""
+
+
 class Adapter:
-    """What alg-guidance needs to know about one model family.
+    """What alg-guidance knows about one model family: a stateless description, shared by every pipeline it serves.
 
-    An adapter is made for one pipeline (`Adapter(pipeline)`) and tells the integrations:
+    An adapter holds no state of a pipeline or of a run: every method takes the pipeline (and, where it needs
+    them, the calls the run recorded), so one adapter object serves any number of pipelines at once. It tells
+    the integrations:
 
-    - which pipelines it serves (`pipelines`, [`matches`][alg_guidance.adapters.base.Adapter.matches]);
-    - which modules are the denoisers ([`denoisers`][alg_guidance.adapters.base.Adapter.denoisers]);
+    - which pipelines it serves (`pipelines`, [`refusal`][alg_guidance.adapters.base.Adapter.refusal]);
+    - which modules are the denoiser ([`denoisers`][alg_guidance.adapters.base.Adapter.denoisers]);
     - where the image condition sits in their inputs ([`layout`][alg_guidance.adapters.base.Adapter.layout]);
     - how the pipeline runs classifier-free guidance (`guidance`): `"batched"` pipelines call the denoiser
       once on `[uncond, cond]`, `"sequential"` ones call it for cond and then for uncond, telling the calls
       apart by the cache-context names in `contexts` (or, if `contexts` is `None`, by their order);
     - which denoiser inputs carry the batch (`batched_inputs`), so that branches can be split and merged;
-    - optionally, how to encode a low-passed pixel image into a condition (pixel space).
+    - optionally, how to rebuild the condition from a low-passed pixel image (pixel space), and the
+      full-precision condition the pipeline prepared before casting it for the denoiser.
 
     Attributes:
         name: The registry name, e.g. `"wan2.1"`.
@@ -34,10 +54,10 @@ class Adapter:
         batched_inputs: Denoiser inputs whose first dimension is the batch.
         uncond_sees_image: `False` when the unconditional branch gets no image at all (SVD's zero image):
             ALG then reduces to CFG with a low-passed conditional image and needs no extra branch.
-        pixel_capture: The pipeline method that receives the preprocessed pixel images of a run, recorded for
-            pixel-space filtering; `None` if the adapter supports latent space only.
-        needs_capture: Whether the adapter also reads the recorded `pixel_capture` call in latent space (to find
-            its condition), so that the engine records it in either space.
+        captures: The pipeline method whose calls each run records (its arguments and result), for the adapter
+            to read the run's images, latents or condition; `None` if the adapter needs none.
+        pixel_space: Whether the adapter can rebuild the condition from a low-passed pixel image.
+        denoiser_names: The pipeline attributes holding denoisers, guided when present.
         preset: The preset `alg_guidance.enable` uses when given no config.
     """
 
@@ -47,52 +67,84 @@ class Adapter:
     contexts: ClassVar[tuple[str, str] | None] = ("cond", "uncond")
     batched_inputs: ClassVar[tuple[str, ...]] = ("hidden_states", "timestep", "encoder_hidden_states")
     uncond_sees_image: ClassVar[bool] = True
-    pixel_capture: ClassVar[str | None] = None
-    needs_capture: ClassVar[bool] = False
+    captures: ClassVar[str | None] = None
+    pixel_space: ClassVar[bool] = False
+    denoiser_names: ClassVar[tuple[str, ...]] = ("transformer", "transformer_2")
     preset: ClassVar[str] = "paper"
 
-    def __init__(self, pipeline: Any) -> None:
-        self.pipeline = pipeline
-        self.captured: inspect.BoundArguments | None = None
-        self.captured_result: Any = None
+    def refusal(self, pipeline: object) -> str | None:
+        """Why this adapter cannot serve `pipeline`, or `None` if it can.
 
-    @classmethod
-    def matches(cls, pipeline: object) -> bool:
-        """Whether this adapter serves `pipeline`; by default, whether its class name is in `pipelines`."""
-        return type(pipeline).__name__ in cls.pipelines
+        The default checks the class name against `pipelines`, that the object is a diffusers pipeline, and that
+        it has a denoiser module; families add their own conditions (a config value, a layout) by extending it.
+        """
+        name = type(pipeline).__name__
+        if name not in self.pipelines:
+            return f"it serves {', '.join(self.pipelines)}, not {name}"
+        if not any(cls.__name__ == "DiffusionPipeline" for cls in type(pipeline).__mro__):
+            return f"this {name} is not a diffusers DiffusionPipeline"
+        if not self.denoisers(pipeline):
+            return f"this {name} has no denoiser module ({' or '.join(self.denoiser_names)} is None or missing)"
+        if self.captures is not None and not callable(getattr(type(pipeline), self.captures, None)):
+            return f"this {name} has no {self.captures}() method, where the adapter reads the run's condition"
+        return None
 
-    def denoisers(self) -> list[torch.nn.Module]:
-        """The modules whose calls ALG guides: `transformer`, and `transformer_2` when the pipeline has one."""
-        modules = [getattr(self.pipeline, name, None) for name in ("transformer", "transformer_2")]
-        return [module for module in modules if module is not None]
+    def matches(self, pipeline: object) -> bool:
+        """Whether this adapter serves `pipeline`."""
+        return self.refusal(pipeline) is None
 
-    def layout(self) -> ConditionLayout:
-        """Where the image condition sits in the denoiser's inputs."""
+    def denoisers(self, pipeline: Any) -> list[torch.nn.Module]:
+        """The modules whose calls ALG guides: those of `denoiser_names` the pipeline has."""
+        modules = [getattr(pipeline, name, None) for name in self.denoiser_names]
+        return [module for module in modules if isinstance(module, torch.nn.Module)]
+
+    def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
+        """Where the image condition sits in the denoiser's inputs during this run."""
         raise NotImplementedError(f"{type(self).__name__} must implement layout()")
 
-    def uses_cfg(self) -> bool | None:
+    def uses_cfg(self, pipeline: Any) -> bool | None:
         """Whether the pipeline's current run uses classifier-free guidance; `None` if it cannot tell.
 
-        Asked once per run. Sequential pipelines need no answer (the uncond call either comes or not);
-        batched ones must give one, to know whether the batch holds `[uncond, cond]`.
+        Asked once per run, at its first denoiser call. Sequential pipelines need no answer (the uncond call
+        either comes or not); batched ones must give one, to know whether the batch holds `[uncond, cond]`.
         """
-        return bool(self.pipeline.do_classifier_free_guidance)
+        return bool(pipeline.do_classifier_free_guidance)
 
-    def encode_pixels(self, low_pass: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """The latent condition (shaped as `layout().get` returns it) of the run's low-passed pixel images.
+    def prepared_condition(self, pipeline: Any, captures: Captures) -> torch.Tensor | None:
+        """The condition as the pipeline prepared it before casting it for the denoiser, if it kept more precision.
 
-        Called once per run and strength. `captured` holds the arguments of the run's call to
-        `pixel_capture`, and `captured_result` what it returned.
+        Shaped as `layout(...).get` returns it for one call; ALG filters it and casts once, instead of filtering
+        the condition already rounded to the denoiser's dtype. `None` (the default) filters the call's condition.
+        """
+        return None
+
+    def encode_pixels(
+        self, pipeline: Any, captures: Captures, low_pass: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """The latent condition (shaped as `layout(...).get` returns it) of the run's low-passed pixel images.
+
+        Called once per run and strength, only when `pixel_space` is set.
 
         Args:
+            pipeline: The pipeline.
+            captures: The run's recorded calls of the `captures` method.
             low_pass: The filter at the current strength; apply it to each pixel image before encoding.
         """
         raise ALGError(f"the {self.name} adapter filters in latent space only; use space='latent'")
 
-    def captured_arguments(self) -> dict[str, Any]:
-        """The arguments of the run's call to `pixel_capture`, by name."""
-        if self.captured is None:
+    def captured(self, captures: Captures) -> Capture:
+        """The run's recorded call of the `captures` method.
+
+        Raises:
+            ALGError: The run did not call it (the pipeline was called in a way the adapter cannot read).
+        """
+        capture = captures.get(self.captures) if self.captures is not None else None
+        if capture is None:
             raise ALGError(
-                f"pixel-space ALG found no image: the pipeline did not call {self.pixel_capture}() in this run"
+                f"the {self.name} adapter found no record of this run's call to {self.captures}(), where it reads "
+                "the image condition"
             )
-        return dict(self.captured.arguments)
+        return capture
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} adapter {self.name!r}>"

@@ -13,10 +13,11 @@ the latent frames to a multiple of `patch_size_t`, so one adapter serves both ve
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from .base import Adapter
+from .base import Adapter, Captures
 from .layouts import ChannelSlice, ConditionLayout
 
 
@@ -32,18 +33,21 @@ class CogVideoX(Adapter):
     guidance = "batched"
     contexts = None
     batched_inputs = ("hidden_states", "timestep", "encoder_hidden_states")
-    pixel_capture = "prepare_latents"
+    captures = "prepare_latents"
+    pixel_space = True
     preset = "cogvideox"
 
-    def layout(self) -> ConditionLayout:
+    def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The image-latent channels, the second half of `hidden_states`' channels (dim 2)."""
-        return ChannelSlice("hidden_states", dim=2, start=self.pipeline.transformer.config.in_channels // 2)
+        return ChannelSlice("hidden_states", dim=2, start=pipeline.transformer.config.in_channels // 2)
 
-    def uses_cfg(self) -> bool:
+    def uses_cfg(self, pipeline: Any) -> bool:
         """Whether the run's guidance scale exceeds 1, the pipeline's own test (read before any dynamic update)."""
-        return self.pipeline.guidance_scale > 1
+        return pipeline.guidance_scale > 1
 
-    def encode_pixels(self, low_pass: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def encode_pixels(
+        self, pipeline: Any, captures: Captures, low_pass: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """The image-latent video of the run's low-passed image, laid out frame by frame as `prepare_latents` does.
 
         `prepare_latents` samples the VAE posterior with the run's generator; this takes the posterior's mode
@@ -51,14 +55,14 @@ class CogVideoX(Adapter):
         scaled as the pipeline scales it (`invert_scale_latents` divides), followed by zero frames up to the run's
         latent frame count, and led by the frames `prepare_latents` repeats to fill a temporal patch.
         """
-        arguments = self.captured_arguments()
-        prepared = self.captured_result[1]
-        vae = self.pipeline.vae
+        capture = self.captured(captures)
+        arguments, prepared = capture.arguments, capture.result[1]
+        vae = pipeline.vae
         image = low_pass(arguments["image"]).unsqueeze(2)  # [B, C, 1, H, W]: a one-frame video
         latent = vae.encode(image).latent_dist.mode().transpose(1, 2).to(prepared.dtype)
-        scale = self.pipeline.vae_scaling_factor_image
+        scale = pipeline.vae_scaling_factor_image
         latent = latent * (1 / scale if vae.config.invert_scale_latents else scale)
-        frames = (arguments["num_frames"] - 1) // self.pipeline.vae_scale_factor_temporal + 1
+        frames = (arguments["num_frames"] - 1) // pipeline.vae_scale_factor_temporal + 1
         padding = latent.new_zeros(latent.shape[0], frames - 1, *latent.shape[2:])
         video = torch.cat([latent, padding], dim=1)
         repeated = prepared.shape[1] - frames

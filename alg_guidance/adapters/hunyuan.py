@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import ALGError
-from .base import Adapter
+from .base import Adapter, Captures
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame
 
 HUNYUAN_BATCHED_INPUTS = (
@@ -62,39 +62,46 @@ class _HunyuanVideoI2V(Adapter):
     guidance = "sequential"
     contexts = None
     batched_inputs = HUNYUAN_BATCHED_INPUTS
-    pixel_capture = "prepare_latents"
+    captures = "prepare_latents"
+    pixel_space = True
     condition_type: ClassVar[str]
 
-    @classmethod
-    def matches(cls, pipeline: object) -> bool:
+    def refusal(self, pipeline: object) -> str | None:
         """A `HunyuanVideoImageToVideoPipeline` whose transformer has this adapter's `image_condition_type`."""
-        transformer = getattr(pipeline, "transformer", None)
-        config = getattr(transformer, "config", {})
-        return super().matches(pipeline) and config.get("image_condition_type") == cls.condition_type
+        refusal = super().refusal(pipeline)
+        if refusal is not None:
+            return refusal
+        condition_type = pipeline.transformer.config.get("image_condition_type")
+        if condition_type != self.condition_type:
+            return f"it serves image_condition_type={self.condition_type!r}, this transformer has {condition_type!r}"
+        return None
 
-    def layout(self) -> ConditionLayout:
+    def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """Latent frame 0 for `"token_replace"`, the image-latent channels for `"latent_concat"`."""
-        config = self.pipeline.transformer.config
+        config = pipeline.transformer.config
         if config.image_condition_type == "token_replace":
             return FirstFrame("hidden_states", frame_dim=2)
         return _image_latent_channels((config.in_channels - 1) // 2)
 
-    def uses_cfg(self) -> bool | None:
+    def uses_cfg(self, pipeline: Any) -> bool | None:
         """`None`: true CFG depends on call arguments the pipeline does not keep."""
         return None
 
-    def encode_pixels(self, low_pass: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def encode_pixels(
+        self, pipeline: Any, captures: Captures, low_pass: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """Run the pipeline's own `prepare_latents` on the low-passed image, reusing the run's latents.
 
         `prepare_latents` encodes with the VAE's mode and multiplies by the pipeline's `vae_scaling_factor`;
         given the run's latents it draws no noise. Its image latent fills latent frame 0 of the condition the
         run used (for `"latent_concat"` the pipeline zeroes the later frames afterwards, so they stay zero).
         """
-        arguments = self.captured_arguments()
+        capture = self.captured(captures)
+        arguments = dict(capture.arguments)
         arguments["image"] = low_pass(arguments["image"])
-        arguments["latents"] = self.captured_result[0]
-        encoded = type(self.pipeline).prepare_latents(self.pipeline, **arguments)[1]
-        condition = self.captured_result[1].clone()
+        arguments["latents"] = capture.result[0]
+        encoded = type(pipeline).prepare_latents(pipeline, **arguments)[1]
+        condition = capture.result[1].clone()
         condition[:, :, :1] = encoded[:, :, :1]
         return condition
 
@@ -136,39 +143,36 @@ class HunyuanVideo15I2V(Adapter):
     guidance = "sequential"
     contexts = ("pred_cond", "pred_uncond")
     batched_inputs = HUNYUAN15_BATCHED_INPUTS
-    pixel_capture = "prepare_cond_latents_and_mask"
+    captures = "prepare_cond_latents_and_mask"
+    pixel_space = True
     preset = "paper"
 
-    def __init__(self, pipeline: Any) -> None:
-        super().__init__(pipeline)
-        self._check_guider()
+    def refusal(self, pipeline: object) -> str | None:
+        """Also refuses a guider other than `ClassifierFreeGuidance`."""
+        return super().refusal(pipeline) or _guider_refusal(pipeline)
 
-    def _check_guider(self) -> None:
-        guider = type(self.pipeline.guider).__name__
-        if guider != EXACT_GUIDER:
-            raise ALGError(
-                f"the {self.name} adapter needs the pipeline's guider to be {EXACT_GUIDER}, but it is {guider}: "
-                "ALG's branch rule is exact only for a guider that combines the two predictions as u + w (c - u)"
-            )
-
-    def layout(self) -> ConditionLayout:
+    def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The image-latent channels after the `num_channels_latents` latent channels."""
-        return _image_latent_channels(self.pipeline.num_channels_latents)
+        return _image_latent_channels(pipeline.num_channels_latents)
 
-    def uses_cfg(self) -> bool | None:
+    def uses_cfg(self, pipeline: Any) -> bool | None:
         """`None`: the guider decides per step (its `start`/`stop` window); checks the guider is still exact."""
-        self._check_guider()
+        refusal = _guider_refusal(pipeline)
+        if refusal is not None:
+            raise ALGError(f"the {self.name} adapter cannot run: {refusal}")
         return None
 
-    def encode_pixels(self, low_pass: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def encode_pixels(
+        self, pipeline: Any, captures: Captures, low_pass: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """Encode the low-passed image with the pipeline's own `_get_image_latents` (VAE mode, its scaling).
 
         The image the run passed to `prepare_cond_latents_and_mask` (already resized by the pipeline) is
         preprocessed by the pipeline's processor, low-passed, then encoded; the result fills latent frame 0 of
         the condition the run used, whose later frames are zero.
         """
-        arguments = self.captured_arguments()
-        pipeline = self.pipeline
+        capture = self.captured(captures)
+        arguments = capture.arguments
         encoded = type(pipeline)._get_image_latents(
             vae=pipeline.vae,
             image_processor=_LowPassedImages(pipeline.video_processor, low_pass),
@@ -177,9 +181,19 @@ class HunyuanVideo15I2V(Adapter):
             width=arguments["width"],
             device=arguments["device"],
         )
-        condition = self.captured_result[0].clone()
+        condition = capture.result[0].clone()
         condition[:, :, :1] = encoded
         return condition
+
+
+def _guider_refusal(pipeline: Any) -> str | None:
+    guider = type(pipeline.guider).__name__
+    if guider != EXACT_GUIDER:
+        return (
+            f"the pipeline's guider is {guider}, not {EXACT_GUIDER}: ALG's branch rule is exact only for a guider "
+            "that combines the two predictions as u + w (c - u)"
+        )
+    return None
 
 
 class _LowPassedImages:

@@ -119,3 +119,30 @@ class PackedFirstFrame:
         """The inputs with the frame's tokens replaced."""
         tokens = condition.permute(0, 2, 3, 1).flatten(1, 2)
         return {**inputs, self.input: _replace_range(inputs[self.input], 1, self.offset, tokens)}
+
+
+@dataclass(frozen=True)
+class WholeInput:
+    """The condition is a whole keyword input of the denoiser, with height and width as its last two dimensions.
+
+    The layout of a k-diffusion denoiser that takes its image condition as its own argument (the denoisers
+    [`from_pipeline`][alg_guidance.integrations.k_diffusion.pipeline.from_pipeline] builds take `condition`).
+
+    Attributes:
+        input: The keyword.
+
+    Examples:
+        >>> layout = WholeInput("image_latents")
+        >>> layout.put({"image_latents": 1, "text": 2}, 3)
+        {'image_latents': 3, 'text': 2}
+    """
+
+    input: str
+
+    def get(self, inputs: Mapping[str, Any]) -> torch.Tensor:
+        """The input itself."""
+        return inputs[self.input]
+
+    def put(self, inputs: Mapping[str, Any], condition: torch.Tensor) -> dict[str, Any]:
+        """The inputs with this one replaced."""
+        return {**inputs, self.input: condition}

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import ALGError
-from .base import Adapter
+from .base import Adapter, Capture, Captures
 from .layouts import ConditionLayout, PackedFirstFrame
 
 LTX_BATCHED_INPUTS = ("hidden_states", "encoder_hidden_states", "timestep", "encoder_attention_mask", "video_coords")
@@ -37,28 +37,33 @@ class _LTXVideo(Adapter):
 
     guidance = "batched"
     batched_inputs = LTX_BATCHED_INPUTS
-    pixel_capture = "prepare_latents"
+    captures = "prepare_latents"
+    pixel_space = True
     preset = "ltx-video"
 
-    def __init__(self, pipeline: Any) -> None:
-        super().__init__(pipeline)
+    def refusal(self, pipeline: object) -> str | None:
+        """Also refuses transformers with patch sizes other than 1."""
+        refusal = super().refusal(pipeline)
+        if refusal is not None:
+            return refusal
         config = pipeline.transformer.config
         if (config.patch_size, config.patch_size_t) != (1, 1):
-            raise ALGError(
-                f"the {self.name} adapter needs a transformer with patch_size=1 and patch_size_t=1 (every released "
-                f"LTX-Video checkpoint), but this one has patch_size={config.patch_size}, "
-                f"patch_size_t={config.patch_size_t}: its tokens do not separate the image latent"
+            return (
+                "it needs a transformer with patch_size=1 and patch_size_t=1 (every released LTX-Video checkpoint), "
+                f"but this one has patch_size={config.patch_size}, patch_size_t={config.patch_size_t}: its tokens "
+                "do not separate the image latent"
             )
+        return None
 
-    def encode_image(self, pixels: torch.Tensor, device: Any, dtype: torch.dtype) -> torch.Tensor:
+    def encode_image(self, pipeline: Any, pixels: torch.Tensor, device: Any, dtype: torch.dtype) -> torch.Tensor:
         """The normalized latent `[B, C, H, W]` of preprocessed images `[B, 3, H, W]`: the VAE posterior's mode.
 
         The pipelines sample the posterior (drawing from the run's generator); ALG takes its mode, so that the
         low-passed condition is deterministic and draws no random numbers.
         """
-        vae = self.pipeline.vae
+        vae = pipeline.vae
         latent = vae.encode(pixels.unsqueeze(2).to(vae.dtype)).latent_dist.mode()
-        normalized = type(self.pipeline)._normalize_latents(latent, vae.latents_mean, vae.latents_std)
+        normalized = type(pipeline)._normalize_latents(latent, vae.latents_mean, vae.latents_std)
         return normalized[:, :, 0].to(device, dtype)
 
 
@@ -68,19 +73,21 @@ class LTXVideoI2V(_LTXVideo):
     name = "ltx-video"
     pipelines = ("LTXImageToVideoPipeline",)
 
-    def layout(self) -> ConditionLayout:
+    def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The first `height * width` tokens of `hidden_states`, sized by the transformer's latent size inputs."""
         return PackedFirstFrame("hidden_states")
 
-    def encode_pixels(self, low_pass: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def encode_pixels(
+        self, pipeline: Any, captures: Captures, low_pass: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """Encode the run's low-passed preprocessed image(s) with `encode_image`."""
-        arguments = self.captured_arguments()
+        arguments = self.captured(captures).arguments
         if arguments["latents"] is not None:
             raise ALGError(
                 "pixel-space ALG encodes the run's image, but this run passed `latents`, so the pipeline encoded "
                 "no image; use space='latent'"
             )
-        return self.encode_image(low_pass(arguments["image"]), arguments["device"], arguments["dtype"])
+        return self.encode_image(pipeline, low_pass(arguments["image"]), arguments["device"], arguments["dtype"])
 
 
 class LTXVideoConditionI2V(_LTXVideo):
@@ -93,23 +100,18 @@ class LTXVideoConditionI2V(_LTXVideo):
 
     name = "ltx-video-condition"
     pipelines = ("LTXConditionPipeline",)
-    needs_capture = True
 
-    def layout(self) -> ConditionLayout:
+    def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The run's image frames in `hidden_states`, with their clean latents from `prepare_latents`."""
-        frames = self._image_frames()
-        latents = {"hidden_states": self.captured_result[0]}
+        capture = self.captured(captures)
+        frames = self._image_frames(pipeline, capture)
+        latents = {"hidden_states": capture.result[0]}
         clean = torch.stack([frame.get(latents) for frame in frames], dim=1)
         return NoisedImageFrames(frames, clean)
 
-    def _image_frames(self) -> tuple[PackedFirstFrame, ...]:
+    def _image_frames(self, pipeline: Any, capture: Capture) -> tuple[PackedFirstFrame, ...]:
         """Where each image condition's tokens sit, in the order of the conditions; refuses what ALG cannot filter."""
-        if self.captured is None:
-            raise ALGError(
-                f"the {self.name} adapter found no record of this run's call to prepare_latents, where it reads "
-                "the image conditions"
-            )
-        arguments = self.captured_arguments()
+        arguments = capture.arguments
         images = arguments["conditions"]
         if not images:
             raise ALGError(
@@ -119,7 +121,7 @@ class LTXVideoConditionI2V(_LTXVideo):
         indices, strengths = arguments["condition_frame_index"], arguments["condition_strength"]
         if list(indices).count(0) > 1:
             raise ALGError("ALG needs at most one condition at frame 0, where each overwrites the one before")
-        ratio = self.pipeline.vae_spatial_compression_ratio
+        ratio = pipeline.vae_spatial_compression_ratio
         size = (arguments["height"] // ratio, arguments["width"] // ratio)
         keyframes = 0
         frames = []
@@ -135,17 +137,19 @@ class LTXVideoConditionI2V(_LTXVideo):
                     f"strength {strength}: the pipeline denoises its latent along with the video"
                 )
             if frame_index == 0:
-                offset = self.captured_result[3]  # the video's tokens follow the keyframes' tokens
+                offset = capture.result[3]  # the video's tokens follow the keyframes' tokens
             else:
                 offset, keyframes = keyframes * size[0] * size[1], keyframes + 1
             frames.append(PackedFirstFrame("hidden_states", size=size, offset=offset))
         return tuple(frames)
 
-    def encode_pixels(self, low_pass: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def encode_pixels(
+        self, pipeline: Any, captures: Captures, low_pass: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """Encode each low-passed condition image with `encode_image`, in the order of the run's conditions."""
-        arguments = self.captured_arguments()
+        arguments = self.captured(captures).arguments
         latents = [
-            self.encode_image(low_pass(pixels[:, :, 0]), arguments["device"], arguments["dtype"])
+            self.encode_image(pipeline, low_pass(pixels[:, :, 0]), arguments["device"], arguments["dtype"])
             for pixels in arguments["conditions"]
         ]
         return torch.stack(latents, dim=1).expand(arguments["batch_size"], -1, -1, -1, -1)

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .base import Adapter
+from .base import Adapter, Captures
 from .layouts import ChannelSlice, ConditionLayout
 
 
@@ -79,30 +79,30 @@ class StableVideoDiffusion(Adapter):
     contexts = None
     batched_inputs = ("sample", "encoder_hidden_states", "added_time_ids")
     uncond_sees_image = False
-    pixel_capture = "_encode_vae_image"
+    captures = "_encode_vae_image"
+    pixel_space = True
+    denoiser_names = ("unet",)
     preset = "svd"
 
-    def denoisers(self) -> list[torch.nn.Module]:
-        """The pipeline's `unet`."""
-        return [self.pipeline.unet]
-
-    def layout(self) -> ConditionLayout:
+    def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The image-latent channels after the latent channels of `sample`, shared by every frame."""
-        latent_channels = self.pipeline.unet.config.in_channels // 2
+        latent_channels = pipeline.unet.config.in_channels // 2
         return RepeatedImageLatent(ChannelSlice("sample", dim=2, start=latent_channels))
 
-    def encode_pixels(self, low_pass: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def encode_pixels(
+        self, pipeline: Any, captures: Captures, low_pass: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """Encode the low-passed noise-augmented image with the pipeline's own `_encode_vae_image`.
 
         That method encodes with the VAE's mode (no sampling) and repeats the latent per video; asked for no
         CFG copy, it returns the pipeline's own batch. A float16 VAE encodes in float32 when its config says
         `force_upcast`, as in the pipeline. The result is one frame, `[B, 1, C, H, W]`, as `layout().get` reads.
         """
-        arguments = self.captured_arguments()
+        arguments = dict(self.captured(captures).arguments)
         arguments["image"] = low_pass(arguments["image"])
         arguments["do_classifier_free_guidance"] = False
-        with _encoding_precision(self.pipeline.vae):
-            latents = type(self.pipeline)._encode_vae_image(self.pipeline, **arguments)
+        with _encoding_precision(pipeline.vae):
+            latents = type(pipeline)._encode_vae_image(pipeline, **arguments)
         return latents.unsqueeze(1)
 
 

@@ -13,39 +13,67 @@ All four run CFG sequentially: a `"cond"` call, then an `"uncond"` call, each un
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from .base import Adapter
+from .base import Adapter, Captures
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame
 
 WAN_BATCHED_INPUTS = ("hidden_states", "timestep", "encoder_hidden_states", "encoder_hidden_states_image")
 
 
 class _WanFamily(Adapter):
-    """Sequential CFG under the contexts "cond" and "uncond"; pixel space through the pipeline's `prepare_latents`."""
+    """Sequential CFG under the contexts "cond" and "uncond"; the run's condition read from `prepare_latents`.
+
+    `prepare_latents` returns the condition in float32; the pipeline casts it to the transformer's dtype when it
+    concatenates it to the latents. ALG filters the float32 condition and casts once.
+    """
 
     guidance = "sequential"
     contexts = ("cond", "uncond")
     batched_inputs = WAN_BATCHED_INPUTS
-    pixel_capture = "prepare_latents"
+    captures = "prepare_latents"
+    pixel_space = True
 
-    def layout(self) -> ConditionLayout:
+    def refusal(self, pipeline: object) -> str | None:
+        """Also refuses a transformer without the condition channels (a text-to-video checkpoint)."""
+        refusal = super().refusal(pipeline)
+        if refusal is not None or pipeline.config.get("expand_timesteps", False):  # TI2V: frame 0, no channels
+            return refusal
+        config = self.denoisers(pipeline)[0].config
+        z_dim = pipeline.vae.config.z_dim
+        if config.in_channels <= z_dim:
+            return (
+                f"its transformer takes {config.in_channels} input channels, the latent's {z_dim} alone: a "
+                "text-to-video checkpoint, with no image condition to low-pass"
+            )
+        return None
+
+    def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The condition channels after the `z_dim` latent channels."""
-        return ChannelSlice("hidden_states", dim=1, start=self.pipeline.vae.config.z_dim)
+        return ChannelSlice("hidden_states", dim=1, start=pipeline.vae.config.z_dim)
 
-    def encode_pixels(self, low_pass: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def prepared_condition(self, pipeline: Any, captures: Captures) -> torch.Tensor | None:
+        """The float32 condition `prepare_latents` returned, as the layout reads it."""
+        capture = captures.get(self.captures)
+        return None if capture is None else self.condition_of(capture.result[1])
+
+    def encode_pixels(
+        self, pipeline: Any, captures: Captures, low_pass: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """Run the pipeline's own `prepare_latents` on the low-passed image(s), reusing the run's latents.
 
         `prepare_latents` encodes with the VAE's mode and the pipeline's normalization, so the result is the
         deterministic condition of the filtered image; passing the run's latents keeps it from drawing noise.
         """
-        arguments = self.captured_arguments()
+        capture = self.captured(captures)
+        arguments = dict(capture.arguments)
         for name in ("image", "last_image"):
             if arguments.get(name) is not None:
                 arguments[name] = low_pass(arguments[name])
-        arguments["latents"] = self.captured_result[0]
-        return self.condition_of(type(self.pipeline).prepare_latents(self.pipeline, **arguments)[1])
+        arguments["latents"] = capture.result[0]
+        return self.condition_of(type(pipeline).prepare_latents(pipeline, **arguments)[1])
 
     def condition_of(self, prepared: torch.Tensor) -> torch.Tensor:
         """The part of `prepare_latents`' condition that `layout` reads; all of it by default."""
@@ -59,15 +87,9 @@ class Wan21(_WanFamily):
     pipelines = ("WanImageToVideoPipeline",)
     preset = "wan2.1"
 
-    @classmethod
-    def matches(cls, pipeline: object) -> bool:
+    def refusal(self, pipeline: object) -> str | None:
         """A `WanImageToVideoPipeline` with one transformer and a concatenated condition."""
-        config = getattr(pipeline, "config", {})
-        return (
-            super().matches(pipeline)
-            and config.get("boundary_ratio") is None
-            and not config.get("expand_timesteps", False)
-        )
+        return super().refusal(pipeline) or _config_refusal(pipeline, two_experts=False, expand_timesteps=False)
 
 
 class Wan22(_WanFamily):
@@ -77,15 +99,9 @@ class Wan22(_WanFamily):
     pipelines = ("WanImageToVideoPipeline",)
     preset = "wan2.2"
 
-    @classmethod
-    def matches(cls, pipeline: object) -> bool:
+    def refusal(self, pipeline: object) -> str | None:
         """A `WanImageToVideoPipeline` with two experts (`boundary_ratio` set)."""
-        config = getattr(pipeline, "config", {})
-        return (
-            super().matches(pipeline)
-            and config.get("boundary_ratio") is not None
-            and not config.get("expand_timesteps", False)
-        )
+        return super().refusal(pipeline) or _config_refusal(pipeline, two_experts=True, expand_timesteps=False)
 
 
 class Wan22TI2V(_WanFamily):
@@ -95,12 +111,11 @@ class Wan22TI2V(_WanFamily):
     pipelines = ("WanImageToVideoPipeline",)
     preset = "wan2.2"
 
-    @classmethod
-    def matches(cls, pipeline: object) -> bool:
+    def refusal(self, pipeline: object) -> str | None:
         """A `WanImageToVideoPipeline` with `expand_timesteps`."""
-        return super().matches(pipeline) and bool(getattr(pipeline, "config", {}).get("expand_timesteps", False))
+        return super().refusal(pipeline) or _config_refusal(pipeline, two_experts=None, expand_timesteps=True)
 
-    def layout(self) -> ConditionLayout:
+    def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The first latent frame of `hidden_states`."""
         return FirstFrame("hidden_states", frame_dim=2)
 
@@ -115,6 +130,24 @@ class SkyReelsV2(_WanFamily):
     name = "skyreels-v2"
     pipelines = ("SkyReelsV2ImageToVideoPipeline",)
     preset = "skyreels-v2"
+
+
+def _config_refusal(pipeline: Any, *, two_experts: bool | None, expand_timesteps: bool) -> str | None:
+    """Why a `WanImageToVideoPipeline`'s config is not the variant an adapter serves, or `None`."""
+    config = pipeline.config
+    if bool(config.get("expand_timesteps", False)) != expand_timesteps:
+        return (
+            "Wan 2.2 TI2V-5B (expand_timesteps=True) is served by 'wan2.2-ti2v'"
+            if not expand_timesteps
+            else ("it serves Wan 2.2 TI2V-5B, whose pipeline sets expand_timesteps=True; this one does not")
+        )
+    if two_experts is not None and (config.get("boundary_ratio") is not None) != two_experts:
+        return (
+            "a pipeline with two experts (boundary_ratio set) is Wan 2.2 A14B, served by 'wan2.2'"
+            if not two_experts
+            else "it serves Wan 2.2 A14B, with two experts (boundary_ratio set); this pipeline has one"
+        )
+    return None
 
 
 ADAPTERS: tuple[type[Adapter], ...] = (Wan21, Wan22, Wan22TI2V, SkyReelsV2)

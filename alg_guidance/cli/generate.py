@@ -64,8 +64,9 @@ def generate(
     ] = False,
 ) -> None:
     """Sample a video from a diffusers image-to-video pipeline with ALG."""
+    from ..adapters.lookup import find_adapter
     from ..generation import load_pipeline, pipeline_arguments, resolve_device, resolve_dtype, sample_video
-    from ..integrations.diffusers import enable, find_adapter
+    from ..integrations.diffusers import enable
 
     if out.suffix != ".mp4":
         raise typer.BadParameter(f"the output must be an .mp4 file, got {out.name}", param_hint="--out")

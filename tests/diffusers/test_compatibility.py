@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 import alg_guidance as alg
 from alg_guidance.errors import ALGError, UnknownPluginError
-from alg_guidance.integrations.diffusers import hook as hook_module
+from alg_guidance.integrations.diffusers import run as run_module
 from alg_guidance.integrations.diffusers.hook import HOOK_NAME, ALGHook
 from alg_guidance.integrations.diffusers.offload import return_to_denoiser as return_to
 from alg_guidance.registry import default_registry
@@ -99,7 +99,7 @@ def test_model_cpu_offload_keeps_alg_on_every_run(name, order):
     assert torch.equal(family.run(pipe), family.run(never_enabled))
 
 
-PIXEL_FAMILIES = [name for name, family in FAMILIES.items() if default_registry().adapter(family.adapter).pixel_capture]
+PIXEL_FAMILIES = [name for name, family in FAMILIES.items() if default_registry().adapter(family.adapter).pixel_space]
 
 
 @pytest.mark.parametrize("name", PIXEL_FAMILIES)
@@ -111,7 +111,7 @@ def test_model_cpu_offload_with_pixel_space_puts_the_denoiser_back_after_encodin
     with alg.enable(plain, config):
         expected = record_run(family, plain)
     returns = []
-    monkeypatch.setattr(hook_module, "return_to_denoiser", lambda *args: returns.append(args) or return_to(*args))
+    monkeypatch.setattr(run_module, "return_to_denoiser", lambda *args: returns.append(args) or return_to(*args))
     pipe = family.make()
     pipe.enable_model_cpu_offload(device="cpu")
     with alg.enable(pipe, config):
@@ -269,6 +269,7 @@ def first_family_per_guidance() -> list[str]:
 @pytest.mark.parametrize("name", first_family_per_guidance())
 def test_whole_model_compilation_compiles_the_denoiser_once(name):
     """ALG's control flow stays outside the compiled graphs: the second run compiles nothing new."""
+    torch._dynamo.reset()  # recompile limits reached by earlier tests' frames would hide or add compilations
     family = FAMILIES[name]
     pipe = family.make()
     handle = alg.enable(pipe, CONFIG)
@@ -527,19 +528,6 @@ def test_disabling_a_pipeline_never_enabled_is_refused():
     with pytest.raises(ALGError, match=f"ALG is not enabled on this {type(pipe).__name__}"):
         alg.disable(pipe)
     assert torch.equal(family.run(pipe), untouched(FIRST).frames)
-
-
-def test_a_denoiser_shared_with_an_enabled_pipeline_is_refused():
-    family = FAMILIES[FIRST]
-    pipe = family.make()
-    other = type(pipe)(**pipe.components)
-    with alg.enable(pipe, CONFIG):
-        with pytest.raises(ALGError, match="already carries an ALG hook from another pipeline"):
-            alg.enable(other, CONFIG)
-        with pytest.raises(ALGError, match="not enabled"):
-            alg.disable(other)
-        assert torch.equal(family.run(pipe), guided(FIRST).frames)
-    assert_no_alg_left(pipe, family)
 
 
 def test_an_unknown_adapter_name_lists_the_available_ones():

@@ -40,7 +40,7 @@ def test_after_disable_the_pipeline_is_bit_identical_to_one_never_enabled(name):
         assert not torch.equal(family.run(pipe), untouched(name).frames)
     assert_no_alg_left(pipe, family)
     assert torch.equal(family.run(pipe), untouched(name).frames)
-    pixel_space = default_registry().adapter(family.adapter).pixel_capture is not None
+    pixel_space = default_registry().adapter(family.adapter).pixel_space
     alg.enable(pipe, CONFIG.merge({"space": "pixel"}) if pixel_space else CONFIG).disable()
     assert_no_alg_left(pipe, family)
     after = record_run(family, pipe)

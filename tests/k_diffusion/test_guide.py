@@ -102,12 +102,12 @@ def test_every_sampler_sees_the_alg_branches_at_the_schedules_strength_for_each_
         strength = expected_strength(sigma, sigmas)
         strengths.append(strength)
         images, texts = call.inputs["image"], call.inputs["text"]
-        if strength > 0:  # [u_orig, u_lp, c_lp]
+        if strength > 0:  # [u_orig, c_lp, u_lp]
             low_passed = down_up(image, FACTOR, strength)
             assert call.batch == 3
             assert torch.equal(images[0], image[0])
             assert_prediction(images[1:], torch.cat([low_passed, low_passed]))
-            assert torch.equal(texts, torch.cat([negative, negative, text]))
+            assert torch.equal(texts, torch.cat([negative, text, negative]))
         else:  # plain CFG: [u, c]
             assert call.batch == 2
             assert torch.equal(images, torch.cat([image, image]))
@@ -118,7 +118,7 @@ def test_every_sampler_sees_the_alg_branches_at_the_schedules_strength_for_each_
 def test_sample_euler_with_alg_equals_a_hand_written_alg_euler_loop(sampling):
     sigmas = schedule(sampling)
     guided, _, image, text, negative = make_guided(WINDOW, sigmas=sigmas)
-    reference = copy.deepcopy(guided.denoiser.denoiser)
+    reference = copy.deepcopy(guided.inner_model.denoiser)
     noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(1))
     got = sampling.sample_euler(guided, noise * sigmas[0], sigmas, disable=True)
 
@@ -151,7 +151,7 @@ def test_an_interaction_between_image_and_text_makes_alg_differ_from_cfg_on_a_lo
     guided, _, image, text, negative = make_guided(WINDOW, sigmas=sigmas)
     x = torch.randn(image.shape) * sigmas[0]
     sigma = sigmas[:1]
-    model = guided.denoiser.denoiser
+    model = guided.inner_model.denoiser
     low_passed = down_up(image, FACTOR, 1.0)
     cfg_low_passed = model(x, sigma, image=low_passed, text=negative) + CFG * (
         model(x, sigma, image=low_passed, text=text) - model(x, sigma, image=low_passed, text=negative)
@@ -170,13 +170,14 @@ def test_branches_in_one_batch_or_one_call_each_give_the_same_samples(sampling):
     got = sampling.sample_dpmpp_2m(separate, x, sigmas, disable=True)
     assert_prediction(got, sampling.sample_dpmpp_2m(batched, x, sigmas, disable=True))
     assert [call.batch for call in batched_record.calls] == [3, 3, 3, 2, 2, 2]
-    assert [call.batch for call in separate_record.calls] == [1] * (3 * 3 + 2 * 3)
+    # [uncond, cond] as one call, as plain CFG; the extra branch u_lp on its own while filtering
+    assert [call.batch for call in separate_record.calls] == [2, 1] * 3 + [2] * 3
 
 
 def test_with_the_schedule_at_zero_it_is_plain_cfg_exactly(sampling):
     sigmas = schedule(sampling)
     guided, _, image, text, negative = make_guided(OFF, sigmas=sigmas)
-    model = copy.deepcopy(guided.denoiser.denoiser)
+    model = copy.deepcopy(guided.inner_model.denoiser)
 
     def plain_cfg(x, sigma):
         u, c = model(torch.cat([x, x]), torch.cat([sigma, sigma]), image=torch.cat([image, image]),
@@ -207,7 +208,7 @@ def test_replace_mode_with_cfg_low_passes_both_branches(sampling):
     sigmas = schedule(sampling)
     guided, recorder, image, text, negative = make_guided(WINDOW.merge({"mode": "replace"}), sigmas=sigmas)
     x = torch.randn(image.shape) * sigmas[0]
-    model = copy.deepcopy(guided.denoiser.denoiser)
+    model = copy.deepcopy(guided.inner_model.denoiser)
     got = guided(x, sigmas[:1])
     low_passed = down_up(image, FACTOR, 1.0)
     u_lp = model(x, sigmas[:1], image=low_passed, text=negative)
@@ -240,7 +241,7 @@ def test_per_frame_cfg_scales_broadcast(sampling):
     scales = torch.tensor([2.0, 7.0]).reshape(1, 1, 2, 1, 1)
     guided, _, image, text, negative = make_guided(WINDOW, cfg_scale=scales, sigmas=sigmas)
     x = torch.randn(image.shape) * sigmas[0]
-    model = copy.deepcopy(guided.denoiser.denoiser)
+    model = copy.deepcopy(guided.inner_model.denoiser)
     low_passed = down_up(image, FACTOR, 1.0)
     u_orig = model(x, sigmas[:1], image=image, text=negative)
     u_lp = model(x, sigmas[:1], image=low_passed, text=negative)

@@ -102,10 +102,24 @@ def alg_hooked(pipe: Any, family: Family) -> list[str]:
 
 
 def assert_no_alg_left(pipe: Any, family: Family) -> None:
-    """Nothing of ALG remains on `pipe`: no hook, no wrapped method, no record of being enabled."""
+    """Nothing of ALG remains on `pipe`: no hook, no wrapped method, no record of being enabled.
+
+    A denoiser that carries no other diffusers hook keeps no empty hook registry and no instance-level `forward`.
+    """
     assert alg_hooked(pipe, family) == []
+    for module in denoisers(pipe, family):
+        if not hooks_on(module):
+            assert not hasattr(module, "_diffusers_hook"), "an empty diffusers hook registry is left on the denoiser"
+            assert "forward" not in vars(module), "an instance-level forward is left on the denoiser"
     wrapped = [name for name, value in vars(pipe).items() if inspect.isfunction(value)]
     assert wrapped == [], f"methods still wrapped on the instance: {wrapped}"
+    on_class = [
+        name
+        for cls in type(pipe).__mro__
+        for name, value in vars(cls).items()
+        if getattr(getattr(value, "__code__", None), "co_filename", "").endswith("diffusers/scope.py")
+    ]
+    assert on_class == [], f"methods still wrapped on the pipeline class: {on_class}"
     with pytest.raises(ALGError, match="not enabled"):
         alg.disable(pipe)
 

@@ -5,24 +5,54 @@ are exported from the package root as `alg.enable` and `alg.disable`.
 `enable` registers a diffusers `ModelHook` on the pipeline's denoiser (`pipe.transformer`, and
 `pipe.transformer_2` for Wan 2.2): the modules stay the real models, so their config, dtype, LoRA loading,
 `cache_context`, compilation and `save_pretrained` keep working, and any scheduler the pipeline holds works.
+
+Pipelines built from the same components share those modules. Each can enable its own config, or none: the hook
+guides a denoiser call only inside a call of an enabled pipeline that holds that denoiser, with that pipeline's
+config (see [`scope`][alg_guidance.integrations.diffusers.scope]). The state of a run lives in the run and is
+dropped when the pipeline call returns; the module-wide tables hold pipelines weakly, so an enabled pipeline
+that is dropped without `disable` is freed, and its hooks go with it.
 """
 
 from __future__ import annotations
 
-import inspect
+import threading
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
+import torch
 from diffusers.hooks import HookRegistry
 
 from ...adapters.base import Adapter
-from ...config import resolve_config
+from ...adapters.lookup import find_adapter
+from ...config import ALGConfig, resolve_config
 from ...errors import ALGError
-from ...registry import Registry, default_registry
-from .hook import HOOK_NAME, ALGHook, GuidedRun, refuse_incompatible_caches
+from ...registry import Registry
+from ...schedules import StepState
+from . import scope
+from .hook import HOOK_NAME, ALGHook, refuse_incompatible_caches
 from .offload import model_offload_paused
+from .run import PipelineRun
 
-_handles: weakref.WeakKeyDictionary[Any, ALGHandle] = weakref.WeakKeyDictionary()
+__all__ = ["ALGHandle", "disable", "enable", "find_adapter"]
+
+
+@dataclass(frozen=True)
+class _Enabled:
+    """What `enable` set up for one pipeline; holds no reference to the pipeline itself."""
+
+    config: ALGConfig
+    adapter: Adapter
+    registry: Registry | None
+    denoisers: tuple[torch.nn.Module, ...]
+    wrapped: tuple[str, ...]
+    release: weakref.finalize
+
+
+_enabled: weakref.WeakKeyDictionary[Any, _Enabled] = weakref.WeakKeyDictionary()
+_hooked: dict[int, tuple[torch.nn.Module, int, bool, bool]] = {}
+"""id(module) -> (module, enabled pipelines holding it, registry existed before, `forward` in its dict before)."""
+_lock = threading.RLock()
 
 
 class ALGHandle:
@@ -34,7 +64,7 @@ class ALGHandle:
         adapter: The adapter serving the pipeline.
     """
 
-    def __init__(self, pipeline: Any, config: Any, adapter: Adapter) -> None:
+    def __init__(self, pipeline: Any, config: ALGConfig, adapter: Adapter) -> None:
         self.pipeline = pipeline
         self.config = config
         self.adapter = adapter
@@ -47,37 +77,28 @@ class ALGHandle:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if _handles.get(self.pipeline) is self:
+        enabled = _enabled.get(self.pipeline)
+        if enabled is not None and enabled.config is self.config and enabled.adapter is self.adapter:
             self.disable()
 
     def __repr__(self) -> str:
         return f"ALGHandle({type(self.pipeline).__name__}, adapter={self.adapter.name!r})"
 
 
-def find_adapter(pipeline: Any, name: str | None = None, registry: Registry | None = None) -> type[Adapter]:
-    """The adapter class for `pipeline`: the one named `name`, or the first registered one that matches.
-
-    Raises:
-        UnknownPluginError: `name` is not a registered adapter.
-        ALGError: No adapter matches; the message lists the supported pipelines.
-    """
-    registry = registry or default_registry()
-    if name is not None:
-        return registry.adapter(name)
-    for adapter_class in registry.adapters().values():
-        if adapter_class.matches(pipeline):
-            return adapter_class
-    supported = sorted({pipeline for adapter in registry.adapters().values() for pipeline in adapter.pipelines})
-    raise ALGError(
-        f"no ALG adapter serves {type(pipeline).__name__}; supported pipelines: {', '.join(supported)}. "
-        "A plugin can add an adapter for it (see 'Writing a plugin')."
-    )
+def _start_run(pipeline: Any) -> PipelineRun | None:
+    enabled = _enabled.get(pipeline)
+    if enabled is None:
+        return None
+    return PipelineRun(pipeline, enabled.adapter, enabled.config, enabled.registry)
 
 
 def enable(
     pipeline: Any, config: Any = None, *, adapter: str | None = None, registry: Registry | None = None
 ) -> ALGHandle:
     """Make `pipeline` sample with ALG.
+
+    Any number of pipelines sharing components can each enable ALG with their own config; one that does not
+    enable it samples exactly as if ALG were not installed.
 
     Args:
         pipeline: A supported diffusers image-to-video pipeline.
@@ -89,8 +110,8 @@ def enable(
         A handle; use it as a context manager, or call `disable`.
 
     Raises:
-        ALGError: ALG is already enabled on `pipeline`, no adapter serves it, or the config asks for
-            something the pipeline cannot do. Nothing is changed then.
+        ALGError: ALG is already enabled on `pipeline`, no adapter serves it (or the named one cannot), or the
+            config asks for something the pipeline cannot do. Nothing is changed then.
 
     Examples:
         ```python
@@ -98,71 +119,93 @@ def enable(
             frames = pipe(image=image, prompt=prompt).frames[0]
         ```
     """
-    if pipeline in _handles:
-        raise ALGError(f"ALG is already enabled on this {type(pipeline).__name__}; call alg.disable(pipe) first")
-    adapter_class = find_adapter(pipeline, adapter, registry)
-    served = adapter_class(pipeline)
-    config = resolve_config(adapter_class.preset if config is None else config, registry=registry)
-    _check_compatible(served, config)
-    run = GuidedRun(served, config)
-    with model_offload_paused(pipeline, served.denoisers()):
-        hooked = []
-        try:
-            for denoiser in served.denoisers():
-                HookRegistry.check_if_exists_or_initialize(denoiser).register_hook(ALGHook(run), HOOK_NAME)
-                hooked.append(denoiser)
-            if config.space == "pixel" or served.needs_capture:
-                _capture_pixels(served)
-        except BaseException:
-            _remove_hooks(hooked)
-            raise
-    handle = ALGHandle(pipeline, config, served)
-    _handles[pipeline] = handle
-    return handle
+    served = find_adapter(pipeline, adapter, registry)
+    config = resolve_config(served.preset if config is None else config, registry=registry)
+    denoisers = tuple(served.denoisers(pipeline))
+    if config.space == "pixel" and not served.pixel_space:
+        raise ALGError(f"the {served.name} adapter filters in latent space only; use space='latent'")
+    if _filters_at_start(config):
+        refuse_incompatible_caches(list(denoisers))  # else at the first run whose schedule filters
+    wrapped = ("__call__",) if served.captures is None else ("__call__", served.captures)
+    with _lock:
+        if pipeline in _enabled:
+            raise ALGError(f"ALG is already enabled on this {type(pipeline).__name__}; call alg.disable(pipe) first")
+        with model_offload_paused(pipeline, denoisers):
+            _hook(denoisers)
+        scope.wrap(type(pipeline), wrapped, _start_run)
+        release = weakref.finalize(pipeline, _release, type(pipeline), wrapped, denoisers)
+        _enabled[pipeline] = _Enabled(config, served, registry, denoisers, wrapped, release)
+    return ALGHandle(pipeline, config, served)
 
 
 def disable(pipeline: Any) -> None:
     """Remove ALG from `pipeline`; its outputs are then bit-identical to a pipeline never enabled.
 
+    The denoisers lose ALG's hook once no enabled pipeline holds them, and keep no trace of it.
+
     Raises:
         ALGError: ALG is not enabled on `pipeline`.
     """
-    handle = _handles.get(pipeline)
-    if handle is None:
-        raise ALGError(f"ALG is not enabled on this {type(pipeline).__name__}")
-    with model_offload_paused(pipeline, handle.adapter.denoisers()):
-        _remove_hooks(handle.adapter.denoisers())
-        if handle.adapter.pixel_capture is not None:
-            pipeline.__dict__.pop(handle.adapter.pixel_capture, None)
-    del _handles[pipeline]
+    with _lock:
+        if not _weakly_referable(pipeline):
+            raise ALGError(f"alg.disable takes a diffusers pipeline that ALG was enabled on, got {pipeline!r}")
+        enabled = _enabled.pop(pipeline, None)
+        if enabled is None:
+            raise ALGError(f"ALG is not enabled on this {type(pipeline).__name__}")
+        enabled.release.detach()
+        with model_offload_paused(pipeline, enabled.denoisers):
+            _release(type(pipeline), enabled.wrapped, enabled.denoisers)
 
 
-def _check_compatible(adapter: Adapter, config: Any) -> None:
-    for denoiser in adapter.denoisers():
-        if HOOK_NAME in HookRegistry.check_if_exists_or_initialize(denoiser).hooks:
-            raise ALGError(f"{type(denoiser).__name__} already carries an ALG hook from another pipeline")
-    refuse_incompatible_caches(adapter.denoisers())
-    if config.space == "pixel" and adapter.pixel_capture is None:
-        raise ALGError(f"the {adapter.name} adapter filters in latent space only; use space='latent'")
+def _weakly_referable(pipeline: Any) -> bool:
+    try:
+        weakref.ref(pipeline)
+    except TypeError:
+        return False
+    return True
 
 
-def _capture_pixels(adapter: Adapter) -> None:
-    """Record the preprocessed image each run hands to the pipeline's `pixel_capture` method."""
-    pipeline = adapter.pipeline
-    original = getattr(pipeline, adapter.pixel_capture)
-    signature = inspect.signature(original)
-
-    def capturing(*args: Any, **kwargs: Any) -> Any:
-        adapter.captured = signature.bind(*args, **kwargs)
-        adapter.captured.apply_defaults()
-        adapter.captured_result = original(*args, **kwargs)
-        return adapter.captured_result
-
-    setattr(pipeline, adapter.pixel_capture, capturing)
+def _filters_at_start(config: ALGConfig) -> bool:
+    """Whether the schedule filters at the start of sampling (step 0, full noise)."""
+    return config.schedule(StepState.from_step(0, 2, 1.0)) > 0.0
 
 
-def _remove_hooks(denoisers: list[Any]) -> None:
-    for denoiser in denoisers:
-        registry = HookRegistry.check_if_exists_or_initialize(denoiser)
-        if HOOK_NAME in registry.hooks:
-            registry.remove_hook(HOOK_NAME, recurse=False)
+def _hook(denoisers: tuple[torch.nn.Module, ...]) -> None:
+    """Put ALG's hook on each denoiser that has none yet; count one more pipeline holding each."""
+    done: list[torch.nn.Module] = []
+    try:
+        for module in denoisers:
+            entry = _hooked.get(id(module))
+            if entry is not None:
+                _hooked[id(module)] = (module, entry[1] + 1, entry[2], entry[3])
+            else:
+                had_registry, had_forward = hasattr(module, "_diffusers_hook"), "forward" in vars(module)
+                HookRegistry.check_if_exists_or_initialize(module).register_hook(ALGHook(), HOOK_NAME)
+                _hooked[id(module)] = (module, 1, had_registry, had_forward)
+            done.append(module)
+    except BaseException:
+        _unhook(tuple(done))
+        raise
+
+
+def _unhook(denoisers: tuple[torch.nn.Module, ...]) -> None:
+    """Count one pipeline fewer holding each denoiser; the last one removes the hook and what it left."""
+    for module in denoisers:
+        module_, count, had_registry, had_forward = _hooked.pop(id(module))
+        if count > 1:
+            _hooked[id(module)] = (module_, count - 1, had_registry, had_forward)
+            continue
+        registry = module._diffusers_hook
+        registry.remove_hook(HOOK_NAME, recurse=False)
+        if not registry.hooks:
+            if not had_forward:
+                vars(module).pop("forward", None)
+            if not had_registry:
+                del module._diffusers_hook
+
+
+def _release(cls: type, wrapped: tuple[str, ...], denoisers: tuple[torch.nn.Module, ...]) -> None:
+    """Undo what `enable` did for one pipeline (also called when an enabled pipeline is garbage-collected)."""
+    with _lock:
+        _unhook(denoisers)
+        scope.unwrap(cls, wrapped)

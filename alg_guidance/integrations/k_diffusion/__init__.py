@@ -15,7 +15,7 @@ Importing this module imports neither k-diffusion nor diffusers.
 
 from __future__ import annotations
 
-from .branches import WholeInput
+from ...adapters.layouts import WholeInput
 from .guide import GuidedDenoiser, guide
 from .loader import load_sampling
 from .parameterizations import DiscreteEpsDenoiser, DiscreteVDenoiser, FlowMatchingDenoiser

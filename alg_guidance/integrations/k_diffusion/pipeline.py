@@ -25,12 +25,11 @@ from diffusers.utils.torch_utils import get_module_execution_device
 
 from ...adapters.base import Adapter
 from ...adapters.layouts import ChannelSlice
+from ...adapters.lookup import find_adapter
+from ...adapters.schedulers import is_flow_matching
+from ...engine import named_inputs, split_batch
 from ...errors import ALGError
 from ...registry import Registry
-from ..diffusers import find_adapter
-from ..diffusers.branches import named_inputs, split_batch
-from ..diffusers.clock import is_flow_matching
-from ..diffusers.hook import HOOK_NAME
 from .guide import GuidedDenoiser, guide
 from .parameterizations import DiscreteEpsDenoiser, DiscreteVDenoiser, FlowMatchingDenoiser
 
@@ -241,25 +240,22 @@ def from_pipeline(
         frames = setup.decode(latents)[0]
         ```
     """
-    served = find_adapter(pipeline, adapter, registry)(pipeline)
+    served = find_adapter(pipeline, adapter, registry)
     if served.name not in SUPPORTED:
         raise ALGError(
             f"from_pipeline serves {', '.join(SUPPORTED)}, not {served.name}; for other models, wrap the transformer "
             "in a parameterization wrapper (alg.k_diffusion.FlowMatchingDenoiser, DiscreteVDenoiser, ...) yourself"
         )
-    if len(served.denoisers()) != 1:
+    if len(served.denoisers(pipeline)) != 1:
         raise ALGError(f"from_pipeline needs a pipeline with one transformer; {served.name} has several")
-    hooks = getattr(pipeline.transformer, "_diffusers_hook", None)
-    if hooks is not None and HOOK_NAME in hooks.hooks:
-        raise ALGError("ALG is enabled on this pipeline; call alg.disable(pipe) before sampling it with k-diffusion")
     if call_kwargs.get("use_dynamic_cfg"):
         raise ALGError("from_pipeline uses one CFG scale for the whole run; use_dynamic_cfg=True is not supported")
-    layout = served.layout()
+    layout = served.layout(pipeline, {})
     if not isinstance(layout, ChannelSlice) or layout.stop is not None:
         raise ALGError(f"from_pipeline needs a condition concatenated after the latent channels, got {layout}")
     with torch.no_grad():
         calls = capture_first_step(pipeline, call_kwargs)
-    uses_cfg = bool(served.uses_cfg())
+    uses_cfg = bool(served.uses_cfg(pipeline))
     cond, uncond = _branches(served, calls, uses_cfg)
     hidden = cond[layout.input]
     if cond["timestep"].ndim != 1:
@@ -280,7 +276,7 @@ def from_pipeline(
         cfg_scale=float(pipeline.guidance_scale) if uses_cfg else 1.0,
         noise=noise,
         sigmas=sigmas.to(noise.device),
-        decoder=_decoder(served, call_kwargs),
+        decoder=_decoder(served, pipeline, call_kwargs),
     )
 
 
@@ -289,7 +285,8 @@ def _branches(adapter: Adapter, calls: list[dict[str, Any]], uses_cfg: bool) -> 
     if adapter.guidance == "batched":
         if not uses_cfg:
             return calls[0], None
-        uncond, cond = split_batch(calls[0], adapter.batched_inputs, 2)
+        batch = calls[0][adapter.batched_inputs[0]].shape[0]
+        uncond, cond = split_batch(calls[0], 2, batch, adapter.batched_inputs)
         return cond, uncond
     return calls[0], calls[1] if uses_cfg else None
 
@@ -340,8 +337,7 @@ def _parameterization(scheduler: Any, model: TransformerModel, max_noise_level: 
     return denoiser, denoiser.schedule(scheduler.timesteps.cpu())
 
 
-def _decoder(adapter: Adapter, call_kwargs: dict[str, Any]) -> Callable[[torch.Tensor, str], Any]:
-    pipeline = adapter.pipeline
+def _decoder(adapter: Adapter, pipeline: Any, call_kwargs: dict[str, Any]) -> Callable[[torch.Tensor, str], Any]:
     if adapter.name == "cogvideox":
         call = inspect.signature(type(pipeline).__call__).bind(pipeline, **call_kwargs)
         call.apply_defaults()

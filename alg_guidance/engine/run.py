@@ -1,0 +1,77 @@
+"""The record of one sampling run under ALG.
+
+An integration makes a [`Run`][alg_guidance.engine.run.Run] when a sampling run starts and drops it when the run
+ends: it holds everything the engine accumulates over a run (the low-passed conditions, the prediction of a call
+waiting for its partner), so that nothing of a run outlives it or leaks into another run, another pipeline or
+another thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..config import ALGConfig
+from ..registry import Registry
+from ..schedules import StepState
+from .conditions import LowPassedConditions
+from .plan import Mode, Role, StepPlan, plan_step, shifted
+
+
+class Run:
+    """One sampling run's ALG state.
+
+    Args:
+        config: The ALG configuration.
+        mode: The branch rule for this run.
+        registry: The registry the config's plugins came from (to name a faulty plugin's provider).
+
+    Attributes:
+        config: The ALG configuration.
+        mode: `"alg"` or `"replace"`.
+        conditions: The run's strengths and low-passed conditions.
+    """
+
+    def __init__(self, config: ALGConfig, mode: Mode, registry: Registry | None = None) -> None:
+        self.config = config
+        self.mode = mode
+        self.conditions = LowPassedConditions(config, registry)
+        self._waiting: tuple[int, Role, torch.Tensor] | None = None
+
+    def plan(self, state: StepState, roles: Sequence[Role], *, uncond_sees_image: bool = True) -> StepPlan:
+        """The plan of a denoiser call at `state` asking for `roles`.
+
+        See [`plan_step`][alg_guidance.engine.plan.plan_step], which decides it from the schedule's strength.
+        """
+        return plan_step(self.conditions.strength(state), self.mode, roles, uncond_sees_image=uncond_sees_image)
+
+    def settle(self, step: int, plan: StepPlan, outputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """The predictions to hand back for a call's roles, pairing calls that ask for one role each.
+
+        A call asking for both roles is combined at once
+        ([`StepPlan.combine`][alg_guidance.engine.plan.StepPlan.combine]).
+        Under the `"alg"` rule, a step whose cond and uncond predictions come from two calls, in either order,
+        gets the shift `u_orig - u_lp` added to its cond prediction: before it is handed back if the uncond call
+        came first, else in place, into the tensor the caller still holds.
+
+        Args:
+            step: The step index (calls of different steps never pair).
+            plan: The call's plan.
+            outputs: The outputs of `plan.branches`, in order.
+        """
+        combined = plan.combine(outputs)
+        pairs = self.mode == "alg" and not plan.passes_through and len(plan.roles) == 1
+        if not pairs or (plan.roles == ("uncond",) and not plan.extra):
+            return combined
+        role = plan.roles[0]
+        held = plan.shift(outputs) if role == "uncond" else combined[0]
+        waiting, self._waiting = self._waiting, None
+        if waiting is None or waiting[0] != step or waiting[1] == role:
+            self._waiting = (step, role, held)
+            return combined
+        if role == "cond":
+            return (shifted(held, waiting[2]),)
+        cond = waiting[2]
+        cond.copy_(shifted(cond, held))
+        return combined
