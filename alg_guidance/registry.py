@@ -2,16 +2,22 @@
 
 A [`Registry`][alg_guidance.registry.Registry] loads lazily, on the first lookup, in a fixed order:
 
-1. the builtin modules, registered through the same hooks as any plugin;
-2. the block list: plugin names in the environment variable `ALG_GUIDANCE_BLOCK_PLUGINS` (comma-separated;
-   builtin module names count too) are unregistered and never loaded;
+1. the block list: the names in the environment variable `ALG_GUIDANCE_BLOCK_PLUGINS` (comma-separated,
+   matched case-insensitively against entry-point names, distribution names and builtin module names) are
+   never loaded;
+2. the builtin modules, registered through the same hooks as any plugin;
 3. the entry points of the group `alg_guidance`, one plugin per entry point, each checked with
    `check_pending()` so that a misspelled hook name is caught;
 4. the hooks, plugin by plugin, in load order.
 
 A third-party plugin that fails at step 3 or 4 is skipped, with a
 [`PluginLoadWarning`][alg_guidance.errors.PluginLoadWarning] naming its distribution and the error, and
-nothing it registered is kept. A failing builtin raises: that is a bug in alg-guidance itself.
+nothing it registered is kept. The names of the builtins stay reserved when a builtin is blocked: a plugin that
+registers one is skipped the same way. A failing builtin raises: that is a bug in alg-guidance itself.
+
+Loading is atomic and thread-safe: threads that look something up at once wait for one load, and a load that
+does not finish (a plugin warning turned into an error, a `SystemExit` or `KeyboardInterrupt` from a plugin)
+leaves the registry unloaded, so that the next lookup loads it again.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -104,6 +111,11 @@ def _distribution_version(distribution: str) -> str | None:
         return None
 
 
+def normalized_name(name: str) -> str:
+    """A plugin or distribution name as the block list compares it: lower case, runs of `-_.` as one `-`."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 class Registry:
     """Filters, schedules and adapters by name; builds itself on first use.
 
@@ -133,11 +145,10 @@ class Registry:
         self._load_entry_points = entry_points
         self._blocked = None if blocked is None else tuple(blocked)
         self._extra: list[tuple[str, object]] = []
-        self._tables: dict[str, dict[str, tuple[type, PluginInfo]]] = {kind: {} for kind in KINDS}
-        self._plugins: list[PluginInfo] = []
+        self._lock = threading.RLock()
+        self._loading = False
         self._loaded = False
-        self._manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-        self._manager.add_hookspecs(hookspecs)
+        self._unload()
 
     def add_plugin(self, plugin: object, name: str) -> None:
         """Add a plugin object (a module, class or instance with hook functions) by hand.
@@ -149,27 +160,67 @@ class Registry:
             plugin: The object carrying `@hookimpl` functions.
             name: Its plugin name, as shown by [`plugins`][alg_guidance.registry.Registry.plugins].
         """
-        if not self._loaded:
-            self._extra.append((name, plugin))
-            return
-        self._register_plugin(_Pending(plugin, PluginInfo(name)), strict=True)
+        with self._lock:
+            if not self._loaded:
+                self._extra.append((name, plugin))
+                return
+            self._register_plugin(_Pending(plugin, PluginInfo(name)), strict=True)
 
     def load(self) -> None:
-        """Build the registry now instead of on first lookup; loading twice does nothing."""
+        """Build the registry now instead of on first lookup; loading twice does nothing.
+
+        Raises:
+            RegistrationError: A plugin looked the registry up while it was loading.
+        """
         if self._loaded:
             return
-        self._loaded = True
-        for name in self._blocked_names():
-            self._manager.set_blocked(name)
+        with self._lock:
+            if self._loaded:
+                return
+            if self._loading:
+                raise RegistrationError("a plugin looked up the registry while it was loading; look up at call time")
+            self._loading = True
+            try:
+                self._load_all()
+            except BaseException:
+                self._unload()
+                raise
+            finally:
+                self._loading = False
+            self._loaded = True
+
+    def _unload(self) -> None:
+        """Back to the state before loading (a load that failed leaves nothing behind)."""
+        self._tables: dict[str, dict[str, tuple[type, PluginInfo]]] = {kind: {} for kind in KINDS}
+        self._reserved: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
+        self._plugins: list[PluginInfo] = []
+        self._manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self._manager.add_hookspecs(hookspecs)
+
+    def _load_all(self) -> None:
+        blocked = {normalized_name(name) for name in self._blocked_names()}
         for module_name in self._builtins:
-            if not self._manager.is_blocked(module_name):
-                module = importlib.import_module(module_name)
+            module = importlib.import_module(module_name)
+            if normalized_name(module_name) in blocked:
+                self._reserve(module, module_name)
+            else:
                 self._register_plugin(_Pending(module, self._builtin_info(module_name)), strict=True)
         if self._load_entry_points:
             for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-                self._load_entry_point(entry_point)
+                distribution = entry_point.dist.name if entry_point.dist is not None else ""
+                if not {normalized_name(entry_point.name), normalized_name(distribution)} & blocked:
+                    self._load_entry_point(entry_point)
         for name, plugin in self._extra:
             self._register_plugin(_Pending(plugin, PluginInfo(name)), strict=True)
+
+    def _reserve(self, module: object, module_name: str) -> None:
+        """Keep the names a blocked builtin would register, so that no plugin takes them unnoticed."""
+        for kind in KINDS:
+            implementation = getattr(module, f"alg_register_{kind}s", None)
+            names: list[str] = []
+            if implementation is not None:
+                implementation(lambda plugin_class, kind=kind: names.append(declared_name(kind, plugin_class)))
+            self._reserved[kind].update(dict.fromkeys(names, module_name))
 
     def filter(self, kind: str) -> type:
         """The filter class registered as `kind`; the error lists the available kinds."""
@@ -218,8 +269,6 @@ class Registry:
     def _load_entry_point(self, entry_point) -> None:
         distribution = entry_point.dist.name if entry_point.dist is not None else None
         info = PluginInfo(entry_point.name, distribution, entry_point.dist and entry_point.dist.version)
-        if self._manager.is_blocked(entry_point.name):
-            return
         try:
             plugin = entry_point.load()
         except Exception as error:
@@ -271,6 +320,11 @@ class Registry:
                 )
             name = declared_name(kind, plugin_class)
             table = self._tables[kind]
+            if name in self._reserved[kind]:
+                raise RegistrationError(
+                    f"{kind} {name!r} from {item.info.provider} takes the name of a builtin {kind} of "
+                    f"{self._reserved[kind][name]}, which is blocked; builtin names stay reserved"
+                )
             if name in table:
                 existing, provider = table[name]
                 if existing is plugin_class:
@@ -312,13 +366,16 @@ class Registry:
 
 
 _default: Registry | None = None
+_default_lock = threading.Lock()
 
 
 def default_registry() -> Registry:
     """The registry used when none is passed: builtins plus every installed plugin, built on first use."""
     global _default
     if _default is None:
-        _default = Registry()
+        with _default_lock:
+            if _default is None:
+                _default = Registry()
     return _default
 
 

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import threading
+import warnings
 
 import pytest
 
@@ -236,3 +239,84 @@ def test_add_plugin_after_loading_registers_at_once():
     registry.add_plugin(Late(), name="late")
     assert registry.filter("late") is Sharpen
     assert registry.plugins()[-1].filters == ("late",)
+
+
+def test_threads_looking_up_at_once_all_wait_for_one_complete_load(distributions):
+    distributions.install("slow-plugin", "import time\ntime.sleep(0.3)\n" + filter_plugin("slow"))
+    registry = Registry()
+    barrier = threading.Barrier(8)
+    found: list[object] = []
+
+    def look_up() -> None:
+        barrier.wait()
+        found.append((registry.filter("slow"), registry.filter("median"), registry.adapter("wan2.1")))
+
+    threads = [threading.Thread(target=look_up) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(found) == 8 and len(set(found)) == 1
+    assert [plugin.name for plugin in registry.plugins()].count("slow-plugin") == 1
+
+
+def test_a_fresh_process_used_from_eight_threads_at_once_finds_everything():
+    code = (
+        "import threading, alg_guidance as alg\n"
+        "barrier, errors = threading.Barrier(8), []\n"
+        "def use():\n"
+        "    barrier.wait()\n"
+        "    try:\n"
+        "        alg.ALGConfig(filter='median', schedule='linear')\n"
+        "        alg.default_registry().adapter('wan2.1')\n"
+        "    except Exception as error:\n"
+        "        errors.append(error)\n"
+        "threads = [threading.Thread(target=use) for _ in range(8)]\n"
+        "[thread.start() for thread in threads]\n"
+        "[thread.join() for thread in threads]\n"
+        "assert not errors, errors\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_plugin_warning_turned_into_an_error_leaves_the_registry_unloaded_for_the_next_lookup(distributions):
+    distributions.install("broken", "raise ImportError('broken on purpose')\n")
+    registry = Registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginLoadWarning)
+        with pytest.raises(PluginLoadWarning, match="broken on purpose"):
+            registry.filter("downsample")
+    with pytest.warns(PluginLoadWarning, match="broken on purpose"):
+        assert registry.filter("downsample") is Downsample
+    assert registry.filter("median")
+    assert [plugin.name for plugin in registry.plugins()].count("alg_guidance.filters") == 1
+
+
+@pytest.mark.parametrize("exit_source", ["raise SystemExit(3)\n", "raise KeyboardInterrupt\n"])
+def test_a_plugin_exiting_while_the_registry_loads_leaves_it_unloaded(distributions, exit_source):
+    distributions.install("exits", exit_source)
+    registry = Registry()
+    with pytest.raises((SystemExit, KeyboardInterrupt)):
+        registry.filters()
+    shutil.rmtree(next(distributions.root.glob("exits-*.dist-info")))  # uninstalled: the next lookup retries
+    assert registry.filter("downsample") is Downsample and registry.filter("median")
+    assert [plugin.name for plugin in registry.plugins()][:3] == list(BUILTIN_PLUGINS)
+
+
+def test_the_block_list_matches_entry_point_and_distribution_names_case_insensitively(distributions):
+    distributions.install("Fancy-Filters", filter_plugin("fancy"), entry_point="fancy")
+    assert "fancy" in Registry().filters()
+    for blocked in ("FANCY", "fancy_filters", "Fancy.Filters", "ALG-Guidance-Example"):
+        filters = Registry(blocked=[blocked]).filters()
+        assert ("fancy" in filters) == blocked.startswith("ALG")
+        assert ("median" in filters) != blocked.startswith("ALG")
+
+
+def test_a_blocked_builtins_names_stay_reserved(distributions):
+    distributions.install("copycat", filter_plugin("downsample"))
+    registry = Registry(blocked=["ALG_GUIDANCE.FILTERS"])
+    with pytest.warns(PluginLoadWarning, match="takes the name of a builtin filter of alg_guidance.filters"):
+        filters = registry.filters()
+    assert "downsample" not in filters and "median" in filters
+    with pytest.raises(UnknownPluginError, match="unknown filter 'downsample'"):
+        registry.filter("downsample")
