@@ -557,3 +557,67 @@ def test_an_invalid_config_names_the_field_and_applies_nothing(config, field):
     assert any(field in (str(part) for part in detail["loc"]) for detail in error.value.errors()), error.value
     assert_no_alg_left(pipe, family)
     assert torch.equal(family.run(pipe), untouched(FIRST).frames)
+
+
+EXPLICIT_MISMATCHES = [
+    ("wan2.1", "cogvideox", "it serves CogVideoXImageToVideoPipeline, not WanImageToVideoPipeline"),
+    ("wan2.1", "svd", "it serves StableVideoDiffusionPipeline, not WanImageToVideoPipeline"),
+    ("wan2.1", "wan2.2", "it serves Wan 2.2 A14B, with two experts"),
+    ("wan2.1", "wan2.2-ti2v", "it serves Wan 2.2 TI2V-5B"),
+    ("wan2.2", "wan2.1", "served by 'wan2.2'"),
+    ("hunyuanvideo", "hunyuanvideo-33ch", "image_condition_type='latent_concat'"),
+    ("ltx-video", "ltx-video-condition", "it serves LTXConditionPipeline, not LTXImageToVideoPipeline"),
+]
+
+
+@pytest.mark.parametrize(("name", "adapter", "why"), EXPLICIT_MISMATCHES)
+def test_an_explicit_adapter_that_cannot_serve_the_pipeline_is_refused_at_enable(name, adapter, why):
+    family = FAMILIES[name]
+    pipe = family.make()
+    with pytest.raises(ALGError, match=rf"adapter '{adapter}' cannot serve this {type(pipe).__name__}: ") as error:
+        alg.enable(pipe, CONFIG, adapter=adapter)
+    assert why in str(error.value)
+    assert f"'{family.adapter}' would serve it" in str(error.value)
+    assert_no_alg_left(pipe, family)
+    assert torch.equal(family.run(pipe), untouched(name).frames)
+
+
+def test_a_text_to_video_pipeline_is_refused_even_with_an_explicit_adapter():
+    pipe = tiny_text_to_video()
+    with pytest.raises(
+        ALGError, match="adapter 'wan2.1' cannot serve this WanPipeline: it serves WanImageToVideoPipeline"
+    ):
+        alg.enable(pipe, CONFIG, adapter="wan2.1")
+    assert not hasattr(pipe.transformer, "_diffusers_hook")
+
+
+def test_an_image_to_video_pipeline_holding_a_text_to_video_transformer_is_refused():
+    family = FAMILIES["wan2.1"]
+    pipe = type(family.make())(**{**family.make().components, "transformer": tiny_text_to_video().transformer})
+    with pytest.raises(ALGError, match="a text-to-video checkpoint, with no image condition to low-pass"):
+        alg.enable(pipe, CONFIG)
+
+
+def test_a_look_alike_class_that_is_no_diffusers_pipeline_is_refused():
+    family = FAMILIES["wan2.1"]
+    look_alike = type("WanImageToVideoPipeline", (), dict(vars(family.make())))()
+    with pytest.raises(ALGError, match="this WanImageToVideoPipeline is not a diffusers DiffusionPipeline"):
+        alg.enable(look_alike, CONFIG)
+
+
+@pytest.mark.parametrize("name", ["wan2.1", "ltx-video", "cogvideox", "svd"])
+def test_a_pipeline_without_its_denoiser_is_refused(name):
+    family = FAMILIES[name]
+    pipe = family.make()
+    for denoiser in family.denoisers:
+        setattr(pipe, denoiser, None)
+    with pytest.raises(ALGError, match="has no denoiser module"):
+        alg.enable(pipe, CONFIG)
+
+
+@pytest.mark.parametrize("thing", [None, "WanImageToVideoPipeline", 3, torch.nn.Linear(2, 2), [1]])
+def test_what_is_not_a_pipeline_is_refused_by_enable_and_disable(thing):
+    with pytest.raises(ALGError):
+        alg.enable(thing, CONFIG)
+    with pytest.raises(ALGError, match="alg.disable takes a diffusers pipeline that ALG was enabled on|not enabled"):
+        alg.disable(thing)
