@@ -29,6 +29,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import entry_points, version
 
 import pluggy
@@ -217,10 +218,11 @@ class Registry:
         """Keep the names a blocked builtin would register, so that no plugin takes them unnoticed."""
         for kind in KINDS:
             implementation = getattr(module, f"alg_register_{kind}s", None)
-            names: list[str] = []
             if implementation is not None:
-                implementation(lambda plugin_class, kind=kind: names.append(declared_name(kind, plugin_class)))
-            self._reserved[kind].update(dict.fromkeys(names, module_name))
+                implementation(partial(self._reserve_name, kind, module_name))
+
+    def _reserve_name(self, kind: str, module_name: str, plugin_class: type) -> None:
+        self._reserved[kind][declared_name(kind, plugin_class)] = module_name
 
     def filter(self, kind: str) -> type:
         """The filter class registered as `kind`; the error lists the available kinds."""

@@ -138,7 +138,7 @@ def test_merging_branches_broadcasts_batch_one_inputs_and_keeps_shared_ones():
 def test_merging_refuses_shared_inputs_that_differ_and_wrong_batches():
     with pytest.raises(ALGError, match="'rope' differs between branches"):
         merge_inputs([{"rope": torch.zeros(5, 5)}, {"rope": torch.ones(5, 5)}], 2)
-    with pytest.raises(ALGError, match="has batch 3, expected 2"):
+    with pytest.raises(ALGError, match="has 3 rows, expected a multiple of the batch 2"):
         merge_inputs([{"x": torch.zeros(3, 1)}, {"x": torch.zeros(3, 1)}], 2, per_sample={"x"})
 
 

@@ -1,8 +1,9 @@
 """One batching rule for every integration: cutting a caller's batched call into roles, merging branches into one call.
 
-An input is *per-sample* when its first dimension is the batch: the integration names these inputs (a diffusers
+An input is *per-sample* when its first dimension runs over the batch: the integration names these inputs (a diffusers
 adapter's `batched_inputs`) or, when it does not, every tensor whose first dimension equals the batch size counts,
-and so do batch-1 tensors that differ between branches.
+and so do batch-1 tensors that differ between branches. A named input may hold several rows per sample, in sample
+order (Wan's first-last-frame image embeddings: two per video), so its first dimension is a multiple of the batch.
 A per-sample input of batch 1 broadcasts, as diffusers pipelines rely on with `num_videos_per_prompt` and batch-1
 prompt embeddings: it is expanded to the batch before branches are concatenated. Every other input is shared and
 must be the same object in all branches.
@@ -60,7 +61,7 @@ def split_batch(
     """
     pieces = [dict(inputs) for _ in range(parts)]
     for name, value in inputs.items():
-        if _is_per_sample(name, value, batch, per_sample) and value.shape[0] == batch:
+        if _is_per_sample(name, value, batch, per_sample) and _rows_per_sample(value, batch):
             for piece, chunk in zip(pieces, value.chunk(parts), strict=True):
                 piece[name] = chunk
     return pieces
@@ -104,9 +105,18 @@ def _equal(values: list[Any]) -> bool:
         return False
 
 
+def _rows_per_sample(value: torch.Tensor, batch: int) -> int:
+    """How many rows of `value` belong to each sample of the batch; 0 if its first dimension does not run over it."""
+    rows = value.shape[0]
+    return rows // batch if rows >= batch and rows % batch == 0 else 0
+
+
 def _to_batch(name: str, value: torch.Tensor, batch: int) -> torch.Tensor:
-    if value.shape[0] == batch:
+    if _rows_per_sample(value, batch):
         return value
     if value.shape[0] == 1:
         return value.expand(batch, *value.shape[1:])
-    raise ALGError(f"per-sample input {name!r} has batch {value.shape[0]}, expected {batch} (or 1, broadcast)")
+    raise ALGError(
+        f"per-sample input {name!r} has {value.shape[0]} rows, expected a multiple of the batch {batch} (or 1, "
+        "broadcast)"
+    )

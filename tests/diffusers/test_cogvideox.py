@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import inspect
 
 import pytest
 import torch
 
 import alg_guidance as alg
+from alg_guidance.adapters.base import Capture
 from alg_guidance.errors import ALGError
 from alg_guidance.presets import get_preset
 from tests.support import tiny_cogvideox
@@ -200,10 +202,15 @@ def test_pixel_condition_repeats_the_frame_prepare_latents_prepends_for_a_tempor
     """Called with an odd latent frame count, CogVideoX 1.5's prepare_latents leads with a copy of frame 0."""
     pipe = tiny_cogvideox.cogvideox15()
     pixels = pipe.video_processor.preprocess(tiny_cogvideox.image(0, size=tiny_cogvideox.SIZE))
-    with alg.enable(pipe, CONFIG.merge({"space": "pixel"})) as handle:
-        size = tiny_cogvideox.SIZE
-        _, prepared = pipe.prepare_latents(pixels, 1, 4, 9, size, size, torch.float32, "cpu", torch.Generator())
-        condition = handle.adapter.encode_pixels(lambda image: down_up(image, FACTOR, 1.0))
+    size = tiny_cogvideox.SIZE
+    arguments = (pixels, 1, 4, 9, size, size, torch.float32, "cpu", torch.Generator())
+    result = pipe.prepare_latents(*arguments)
+    _, prepared = result
+    bound = inspect.signature(pipe.prepare_latents).bind(*arguments)
+    bound.apply_defaults()
+    captures = {"prepare_latents": Capture(dict(bound.arguments), result)}
+    adapter = alg.default_registry().adapter("cogvideox")()
+    condition = adapter.encode_pixels(pipe, captures, lambda image: down_up(image, FACTOR, 1.0))
     latent = pixel_latent(pipe, 1.0)
     assert prepared.shape == condition.shape == (1, 4, 4, 8, 8)  # 3 latent frames, led by a repeated one
     assert torch.equal(prepared[:, 0], prepared[:, 1]) and not prepared[:, 2:].any()

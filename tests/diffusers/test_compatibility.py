@@ -585,7 +585,7 @@ def test_an_explicit_adapter_that_cannot_serve_the_pipeline_is_refused_at_enable
 def test_a_text_to_video_pipeline_is_refused_even_with_an_explicit_adapter():
     pipe = tiny_text_to_video()
     with pytest.raises(
-        ALGError, match="adapter 'wan2.1' cannot serve this WanPipeline: it serves WanImageToVideoPipeline"
+        ALGError, match=r"adapter 'wan2\.1' cannot serve this WanPipeline: it serves WanImageToVideoPipeline"
     ):
         alg.enable(pipe, CONFIG, adapter="wan2.1")
     assert not hasattr(pipe.transformer, "_diffusers_hook")
@@ -619,5 +619,5 @@ def test_a_pipeline_without_its_denoiser_is_refused(name):
 def test_what_is_not_a_pipeline_is_refused_by_enable_and_disable(thing):
     with pytest.raises(ALGError):
         alg.enable(thing, CONFIG)
-    with pytest.raises(ALGError, match="alg.disable takes a diffusers pipeline that ALG was enabled on|not enabled"):
+    with pytest.raises(ALGError, match=r"alg\.disable takes a diffusers pipeline that ALG was enabled on|not enabled"):
         alg.disable(thing)

@@ -36,9 +36,11 @@ def test_zero_strength_hands_the_scheduler_exactly_the_untouched_predictions(nam
 def test_after_disable_the_pipeline_is_bit_identical_to_one_never_enabled(name):
     family = FAMILIES[name]
     pipe = family.make()
+    attributes = [set(vars(getattr(pipe, denoiser))) for denoiser in family.denoisers]
     with alg.enable(pipe, CONFIG):
         assert not torch.equal(family.run(pipe), untouched(name).frames)
     assert_no_alg_left(pipe, family)
+    assert [set(vars(getattr(pipe, denoiser))) for denoiser in family.denoisers] == attributes
     assert torch.equal(family.run(pipe), untouched(name).frames)
     pixel_space = default_registry().adapter(family.adapter).pixel_space
     alg.enable(pipe, CONFIG.merge({"space": "pixel"}) if pixel_space else CONFIG).disable()

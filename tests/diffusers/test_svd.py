@@ -83,7 +83,7 @@ def test_the_svd_adapter_guides_the_unet_with_the_svd_preset():
     pipe = tiny_svd.svd()
     with alg.enable(pipe) as handle:
         assert handle.adapter.name == "svd"
-        assert handle.adapter.denoisers() == [pipe.unet]
+        assert handle.adapter.denoisers(pipe) == [pipe.unet]
         assert handle.config == alg.get_preset("svd").config
 
 

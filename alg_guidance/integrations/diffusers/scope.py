@@ -9,7 +9,8 @@ untouched.
 
 The pipeline's own `__call__` is looked up on its class, so the class gets a thin wrapper while at least one of
 its instances is enabled (and loses it when the last one is disabled or garbage-collected). The same wrapping
-records the calls of the method an adapter reads (`Adapter.captures`) into the active run. A pipeline that is
+records the first call of the method an adapter reads (`Adapter.captures`) into the active run: the pipeline's
+own call, not the ones the adapter makes to encode a low-passed image. A pipeline that is
 not enabled goes through the wrappers with one dictionary lookup and nothing else.
 """
 
@@ -59,7 +60,7 @@ def _wrapper(cls: type, name: str, start_run: Callable[[Any], Any]) -> Callable[
     def capturing(self, *args: Any, **kwargs: Any) -> Any:
         result = inherited(self, *args, **kwargs)
         run = _active.get()
-        if run is not None and run.pipeline is self:
+        if run is not None and run.pipeline is self and name not in run.captures:
             bound = signature.bind(self, *args, **kwargs)
             bound.apply_defaults()
             arguments = {key: value for key, value in bound.arguments.items() if key != "self"}
