@@ -44,7 +44,11 @@ class Adapter:
       apart by the cache-context names in `contexts` (or, if `contexts` is `None`, by their order);
     - which denoiser inputs carry the batch (`batched_inputs`), so that branches can be split and merged;
     - optionally, how to rebuild the condition from a low-passed pixel image (pixel space), and the
-      full-precision condition the pipeline prepared before casting it for the denoiser.
+      full-precision condition the pipeline prepared before casting it for the denoiser;
+    - for sampling with k-diffusion ([`from_pipeline`][alg_guidance.integrations.k_diffusion.pipeline.from_pipeline]):
+      the run's CFG scale ([`guidance_scale`][alg_guidance.adapters.base.Adapter.guidance_scale]), how final
+      latents decode ([`decode`][alg_guidance.adapters.base.Adapter.decode]), or why the family cannot be sampled
+      that way (`k_diffusion_refusal`).
 
     Attributes:
         name: The registry name, e.g. `"wan2.1"`.
@@ -59,6 +63,8 @@ class Adapter:
         pixel_space: Whether the adapter can rebuild the condition from a low-passed pixel image.
         denoiser_names: The pipeline attributes holding denoisers, guided when present.
         preset: The preset `alg_guidance.enable` uses when given no config.
+        k_diffusion_refusal: Why k-diffusion samplers cannot sample this family through `from_pipeline`, or
+            `None` if they can.
     """
 
     name: ClassVar[str]
@@ -71,6 +77,7 @@ class Adapter:
     pixel_space: ClassVar[bool] = False
     denoiser_names: ClassVar[tuple[str, ...]] = ("transformer", "transformer_2")
     preset: ClassVar[str] = "paper"
+    k_diffusion_refusal: ClassVar[str | None] = None
 
     def refusal(self, pipeline: object) -> str | None:
         """Why this adapter cannot serve `pipeline`, or `None` if it can.
@@ -131,6 +138,21 @@ class Adapter:
             low_pass: The filter at the current strength; apply it to each pixel image before encoding.
         """
         raise ALGError(f"the {self.name} adapter filters in latent space only; use space='latent'")
+
+    def guidance_scale(self, pipeline: Any, arguments: Mapping[str, Any]) -> float:
+        """The CFG scale of a pipeline call with `arguments` (its arguments by name, defaults applied).
+
+        The default reads the pipeline's `guidance_scale`, which the pipeline sets when called.
+        """
+        return float(pipeline.guidance_scale)
+
+    def decode(self, pipeline: Any, latents: torch.Tensor, arguments: Mapping[str, Any], output_type: str) -> Any:
+        """The frames of final latents, as a call with `arguments` returns them (`output_type` "np", "pil", "pt").
+
+        Families whose pipelines k-diffusion can sample implement it with the pipeline's own de-normalization and
+        VAE; the default refuses.
+        """
+        raise ALGError(f"the {self.name} adapter does not decode latents outside its pipeline")
 
     def captured(self, captures: Captures) -> Capture:
         """The run's recorded call of the `captures` method.

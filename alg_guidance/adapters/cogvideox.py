@@ -12,7 +12,7 @@ the latent frames to a multiple of `patch_size_t`, so one adapter serves both ve
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -67,6 +67,15 @@ class CogVideoX(Adapter):
         video = torch.cat([latent, padding], dim=1)
         repeated = prepared.shape[1] - frames
         return torch.cat([video[:, :repeated], video], dim=1)
+
+    def decode(self, pipeline: Any, latents: torch.Tensor, arguments: Mapping[str, Any], output_type: str) -> Any:
+        """The pipeline's `decode_latents`, after dropping the frames CogVideoX 1.5 prepends for a temporal patch."""
+        from diffusers.utils.torch_utils import get_module_execution_device
+
+        frames = (arguments["num_frames"] - 1) // pipeline.vae_scale_factor_temporal + 1
+        latents = latents[:, latents.shape[1] - frames :]
+        video = pipeline.decode_latents(latents.to(get_module_execution_device(pipeline.vae), pipeline.vae.dtype))
+        return pipeline.video_processor.postprocess_video(video=video, output_type=output_type)
 
 
 ADAPTERS: tuple[type[Adapter], ...] = (CogVideoX,)

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -21,6 +21,7 @@ import torch
 from ..errors import ALGError
 from .base import Adapter, Captures
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame
+from .wan import FRAME_REPLACED
 
 HUNYUAN_BATCHED_INPUTS = (
     "hidden_states",
@@ -87,6 +88,22 @@ class _HunyuanVideoI2V(Adapter):
         """`None`: true CFG depends on call arguments the pipeline does not keep."""
         return None
 
+    def guidance_scale(self, pipeline: Any, arguments: Mapping[str, Any]) -> float:
+        """The call's `true_cfg_scale` (its `guidance_scale` is the embedded guidance, a model input)."""
+        return float(arguments["true_cfg_scale"])
+
+    def decode(self, pipeline: Any, latents: torch.Tensor, arguments: Mapping[str, Any], output_type: str) -> Any:
+        """Unscale by `vae_scaling_factor` and decode; `"latent_concat"` drops the 4 frames of its leading latent frame.
+
+        The final latents of `"latent_concat"` lead with the image's latent frame, which the pipeline's output leaves
+        out: its `"latent"` output drops that latent frame, its decoded output the 4 frames it decodes to.
+        """
+        vae = pipeline.vae
+        video = vae.decode(latents.to(vae.dtype) / pipeline.vae_scaling_factor, return_dict=False)[0]
+        if pipeline.transformer.config.image_condition_type == "latent_concat":
+            video = video[:, :, 4:]
+        return pipeline.video_processor.postprocess_video(video, output_type=output_type)
+
     def encode_pixels(
         self, pipeline: Any, captures: Captures, low_pass: Callable[[torch.Tensor], torch.Tensor]
     ) -> torch.Tensor:
@@ -116,6 +133,7 @@ class HunyuanVideoI2V(_HunyuanVideoI2V):
     name = "hunyuanvideo"
     preset = "hunyuanvideo"
     condition_type = "token_replace"
+    k_diffusion_refusal = FRAME_REPLACED
 
 
 class HunyuanVideoI2V33ch(_HunyuanVideoI2V):
@@ -161,6 +179,29 @@ class HunyuanVideo15I2V(Adapter):
         if refusal is not None:
             raise ALGError(f"the {self.name} adapter cannot run: {refusal}")
         return None
+
+    def guidance_scale(self, pipeline: Any, arguments: Mapping[str, Any]) -> float:
+        """The guider's scale as `w` of `u + w (c - u)`, for a guider active over the whole run without rescaling.
+
+        Raises:
+            ALGError: The guider is active in a window of the run only, or rescales its prediction.
+        """
+        guider = pipeline.guider
+        window = (guider.config.get("start", 0.0), guider.config.get("stop", 1.0))
+        if window != (0.0, 1.0) or guider.guidance_rescale != 0.0:
+            raise ALGError(
+                "sampling with one CFG scale needs a guider active over the whole run (start 0, stop 1) without "
+                f"guidance_rescale; this one has start {window[0]}, stop {window[1]}, guidance_rescale "
+                f"{guider.guidance_rescale}"
+            )
+        scale = float(guider.guidance_scale)
+        return scale + 1.0 if guider.use_original_formulation else scale  # c + w (c - u) = u + (w + 1) (c - u)
+
+    def decode(self, pipeline: Any, latents: torch.Tensor, arguments: Mapping[str, Any], output_type: str) -> Any:
+        """Unscale by the VAE's `scaling_factor` and decode, as the pipeline does."""
+        vae = pipeline.vae
+        video = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        return pipeline.video_processor.postprocess_video(video, output_type=output_type)
 
     def encode_pixels(
         self, pipeline: Any, captures: Captures, low_pass: Callable[[torch.Tensor], torch.Tensor]

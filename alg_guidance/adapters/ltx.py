@@ -24,6 +24,7 @@ import torch
 from ..errors import ALGError
 from .base import Adapter, Capture, Captures
 from .layouts import ConditionLayout, PackedFirstFrame
+from .wan import FRAME_REPLACED
 
 LTX_BATCHED_INPUTS = ("hidden_states", "encoder_hidden_states", "timestep", "encoder_attention_mask", "video_coords")
 
@@ -40,6 +41,7 @@ class _LTXVideo(Adapter):
     captures = "prepare_latents"
     pixel_space = True
     preset = "ltx-video"
+    k_diffusion_refusal = FRAME_REPLACED
 
     def refusal(self, pipeline: object) -> str | None:
         """Also refuses transformers with patch sizes other than 1."""

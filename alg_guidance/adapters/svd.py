@@ -83,6 +83,10 @@ class StableVideoDiffusion(Adapter):
     pixel_space = True
     denoiser_names = ("unet",)
     preset = "svd"
+    k_diffusion_refusal = (
+        "its unconditional branch carries no image (zero latents and embeddings), while the guided denoiser gives "
+        "both branches one image condition"
+    )
 
     def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The image-latent channels after the latent channels of `sample`, shared by every frame."""

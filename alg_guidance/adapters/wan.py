@@ -12,7 +12,7 @@ All four run CFG sequentially: a `"cond"` call, then an `"uncond"` call, each un
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -21,6 +21,11 @@ from .base import Adapter, Captures
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame
 
 WAN_BATCHED_INPUTS = ("hidden_states", "timestep", "encoder_hidden_states", "encoder_hidden_states_image")
+FRAME_REPLACED = (
+    "the image latent replaces latent frame 0, which the pipeline keeps out of denoising (per-token timestep 0), "
+    "while k-diffusion's samplers step the whole latent at one sigma"
+)
+"""Why k-diffusion cannot sample the families whose condition replaces the first latent frame."""
 
 
 class _WanFamily(Adapter):
@@ -79,6 +84,18 @@ class _WanFamily(Adapter):
         """The part of `prepare_latents`' condition that `layout` reads; all of it by default."""
         return prepared
 
+    def decode(self, pipeline: Any, latents: torch.Tensor, arguments: Mapping[str, Any], output_type: str) -> Any:
+        """Undo the VAE's latent normalization (`latents_mean`, `latents_std`), then decode, as the pipeline does."""
+        from diffusers.utils.torch_utils import get_module_execution_device
+
+        vae = pipeline.vae
+        latents = latents.to(get_module_execution_device(vae), vae.dtype)
+        shape = (1, vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, latents.dtype)
+        inverse_std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents.device, latents.dtype)
+        video = vae.decode(latents / inverse_std + mean, return_dict=False)[0]
+        return pipeline.video_processor.postprocess_video(video, output_type=output_type)
+
 
 class Wan21(_WanFamily):
     """Wan 2.1 image-to-video (480p and 720p), including first-last-frame generation."""
@@ -98,6 +115,10 @@ class Wan22(_WanFamily):
     name = "wan2.2"
     pipelines = ("WanImageToVideoPipeline",)
     preset = "wan2.2"
+    k_diffusion_refusal = (
+        "its two experts take over from each other at boundary_ratio, each with its own guidance scale, and the "
+        "guided denoiser wraps one model with one scale"
+    )
 
     def refusal(self, pipeline: object) -> str | None:
         """A `WanImageToVideoPipeline` with two experts (`boundary_ratio` set)."""
@@ -110,6 +131,7 @@ class Wan22TI2V(_WanFamily):
     name = "wan2.2-ti2v"
     pipelines = ("WanImageToVideoPipeline",)
     preset = "wan2.2"
+    k_diffusion_refusal = FRAME_REPLACED
 
     def refusal(self, pipeline: object) -> str | None:
         """A `WanImageToVideoPipeline` with `expand_timesteps`."""

@@ -7,21 +7,22 @@ latents, normalization and positional inputs) without running the transformer, a
 the transformer, the conditioning split into image, conditional and unconditional inputs, the pipeline's own
 initial noise and sigma schedule, and the decoding back to frames.
 
-The image condition is read from, and put back into, the transformer's input with the layout of the pipeline's
-[adapter][alg_guidance.adapters.base.Adapter], the same one `alg.enable` uses; the branch inputs are told apart
-with the adapter's `guidance` and `batched_inputs`.
+What differs between model families comes from the pipeline's [adapter][alg_guidance.adapters.base.Adapter], the
+same one `alg.enable` uses: where the condition sits (its layout), how the CFG branches are laid out
+(`guidance`, `batched_inputs`), the run's CFG scale, how latents decode, and why a family cannot be sampled
+this way (`k_diffusion_refusal`). Served: the families whose condition is concatenated to the latents along the
+channels (Wan 2.1 and SkyReels-V2, CogVideoX 1.0 and 1.5, HunyuanVideo-I2V-33ch, HunyuanVideo 1.5).
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from diffusers.utils.torch_utils import get_module_execution_device
 
 from ...adapters.base import Adapter
 from ...adapters.layouts import ChannelSlice
@@ -34,19 +35,19 @@ from .guide import GuidedDenoiser, guide
 from .parameterizations import DiscreteEpsDenoiser, DiscreteVDenoiser, FlowMatchingDenoiser
 
 CONDITION = "condition"
-"""The keyword under which the pipeline denoisers take the image condition."""
+"""The keyword under which the pipeline denoisers take the image condition: every channel after the latents."""
 
 
 class TransformerModel:
     """A diffusers transformer called as `model(x_in, timestep, *, condition, **inputs)`, as the wrappers call it.
 
-    It builds the transformer's input the way the pipeline does: the image condition concatenated after the
-    latent channels, where the adapter's layout reads it; the inputs every call shares (rotary embeddings,
-    `ofs`, attention kwargs) are added; the prediction comes back in the dtype of `x_in`.
+    It builds the transformer's input the way the pipeline does: the condition channels (the image latent, and a
+    mask where the model takes one) concatenated after the latent channels; the inputs every call shares (rotary
+    embeddings, `ofs`, attention kwargs) are added; the prediction comes back in the dtype of `x_in`.
 
     Args:
         transformer: The pipeline's transformer.
-        layout: The adapter's layout of the condition (channels after the latent channels).
+        layout: The adapter's layout of the condition: channels from the end of the latent channels on.
         fixed: The inputs shared by every call.
         dtype: The dtype the pipeline feeds the transformer.
     """
@@ -66,29 +67,6 @@ class TransformerModel:
         return output[0].to(x_in.dtype)
 
 
-def _decode_wan(pipeline: Any, latents: torch.Tensor, output_type: str) -> Any:
-    """Wan's de-normalization (`latents_mean`, `latents_std`), then its VAE, in the pipeline's arithmetic."""
-    vae = pipeline.vae
-    latents = latents.to(get_module_execution_device(vae), vae.dtype)
-    mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
-    inverse_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(
-        latents.device, latents.dtype
-    )
-    video = vae.decode(latents / inverse_std + mean, return_dict=False)[0]
-    return pipeline.video_processor.postprocess_video(video, output_type=output_type)
-
-
-def _decode_cogvideox(pipeline: Any, latents: torch.Tensor, output_type: str, latent_frames: int) -> Any:
-    """CogVideoX's `decode_latents`, after dropping the frames CogVideoX 1.5 prepends to fill a temporal patch."""
-    latents = latents[:, latents.shape[1] - latent_frames :]
-    video = pipeline.decode_latents(latents.to(get_module_execution_device(pipeline.vae), pipeline.vae.dtype))
-    return pipeline.video_processor.postprocess_video(video=video, output_type=output_type)
-
-
-SUPPORTED = ("wan2.1", "cogvideox")
-"""The adapters whose pipelines `from_pipeline` serves."""
-
-
 @dataclass
 class PipelineSetup:
     """Everything k-diffusion needs to sample a diffusers pipeline's model; made by `from_pipeline`.
@@ -102,27 +80,30 @@ class PipelineSetup:
         adapter: The adapter serving it.
         denoiser: The k-diffusion denoiser: the transformer in its parameterization wrapper, called as
             `denoiser(x, sigma, condition=..., **inputs)`.
-        image_cond: The inputs every branch shares: the image condition under `"condition"`, laid out as the
-            adapter's layout reads it, and unfiltered image inputs (Wan's CLIP image embeddings).
+        image_cond: The inputs every branch shares: under `"condition"` every channel after the latents (the image
+            latent, and the mask of the models that take one), and unfiltered image inputs (Wan's CLIP image
+            embeddings).
+        layout: Where the image latent sits in `image_cond`, the part ALG low-passes.
         cond: The conditional branch's inputs (the prompt embeddings).
         uncond: The unconditional branch's inputs, `None` when the pipeline ran without CFG.
-        cfg_scale: The pipeline's guidance scale (1 without CFG).
+        cfg_scale: The run's CFG scale (1 without CFG).
         noise: The pipeline's initial noise, unit variance, shaped like the latents (float32, holding the values the
             transformer received, so rounded to its dtype).
         sigmas: The pipeline scheduler's schedule as k-diffusion sigmas, ending in 0.
-        decoder: Turns final latents into the pipeline's output frames.
+        arguments: The pipeline call's arguments by name, defaults applied.
     """
 
     pipeline: Any
     adapter: Adapter
     denoiser: torch.nn.Module
     image_cond: dict[str, Any]
+    layout: ChannelSlice
     cond: dict[str, Any]
     uncond: dict[str, Any] | None
     cfg_scale: float
     noise: torch.Tensor
     sigmas: torch.Tensor
-    decoder: Callable[[torch.Tensor, str], Any]
+    arguments: dict[str, Any]
 
     def guide(
         self, config: Any = None, *, sigmas: torch.Tensor | None = None, registry: Registry | None = None
@@ -141,7 +122,7 @@ class PipelineSetup:
             cond=self.cond,
             uncond=self.uncond,
             cfg_scale=self.cfg_scale,
-            layout=CONDITION,
+            layout=self.layout,
             sigmas=self.sigmas if sigmas is None else sigmas,
             registry=registry,
         )
@@ -149,7 +130,7 @@ class PipelineSetup:
     def decode(self, latents: torch.Tensor, output_type: str = "np") -> Any:
         """The frames of sampled latents, as the pipeline returns them (`output_type` "np", "pil" or "pt")."""
         with torch.no_grad():
-            return self.decoder(latents, output_type)
+            return self.adapter.decode(self.pipeline, latents, self.arguments, output_type)
 
 
 class _FirstStep(Exception):
@@ -214,11 +195,13 @@ def from_pipeline(
 
     The pipeline runs with `call_kwargs` (image, prompt or prompt embeddings, size, frame count, guidance scale,
     step count, generator...) through its preprocessing and encoding, and stops before its transformer runs.
-    Serves the adapters in `SUPPORTED`: Wan 2.1 I2V (flow matching, sequential CFG) and CogVideoX 1.0/1.5 I2V
-    (discrete v-prediction, batched CFG).
+    Serves the families whose image condition is concatenated to the latents along the channels: Wan 2.1 and
+    SkyReels-V2 (flow matching, sequential CFG), CogVideoX 1.0/1.5 (discrete v-prediction, batched CFG),
+    HunyuanVideo-I2V-33ch (flow matching; embedded guidance, or true CFG) and HunyuanVideo 1.5 (flow matching,
+    its CFG guider). The others are refused with the reason their adapter gives.
 
     Args:
-        pipeline: A `WanImageToVideoPipeline` (Wan 2.1) or `CogVideoXImageToVideoPipeline`.
+        pipeline: A diffusers image-to-video pipeline of a served family.
         adapter: The adapter's registry name, to choose one instead of detecting it.
         max_noise_level: Flow-matching schedules start at pure noise, `t = 1`, an infinite sigma: the schedule's
             noise levels are capped at this value (0.999: sigma 999).
@@ -229,8 +212,9 @@ def from_pipeline(
         The denoiser, conditioning, noise, sigma schedule and decoder.
 
     Raises:
-        ALGError: The pipeline is not one of the supported kinds, carries an ALG hook, uses a dynamic CFG
-            scale, or its schedule cannot be capped below `max_noise_level` and still decrease.
+        ALGError: No adapter serves the pipeline, its family cannot be sampled this way (the message says why),
+            the run uses a CFG scale that changes during sampling, or the schedule cannot be capped below
+            `max_noise_level` and still decrease.
 
     Examples:
         ```python
@@ -241,22 +225,23 @@ def from_pipeline(
         ```
     """
     served = find_adapter(pipeline, adapter, registry)
-    if served.name not in SUPPORTED:
+    refusal = served.k_diffusion_refusal
+    layout = served.layout(pipeline, {}) if refusal is None else None
+    if refusal is None and not (isinstance(layout, ChannelSlice) and len(served.denoisers(pipeline)) == 1):
+        refusal = f"its condition is {layout} on {len(served.denoisers(pipeline))} denoisers"
+    if refusal is not None:
         raise ALGError(
-            f"from_pipeline serves {', '.join(SUPPORTED)}, not {served.name}; for other models, wrap the transformer "
-            "in a parameterization wrapper (alg.k_diffusion.FlowMatchingDenoiser, DiscreteVDenoiser, ...) yourself"
+            f"from_pipeline cannot sample {type(pipeline).__name__} ({served.name}) with k-diffusion: {refusal}. "
+            "It samples families whose condition is concatenated to the latents along the channels, with one "
+            "transformer"
         )
-    if len(served.denoisers(pipeline)) != 1:
-        raise ALGError(f"from_pipeline needs a pipeline with one transformer; {served.name} has several")
     if call_kwargs.get("use_dynamic_cfg"):
         raise ALGError("from_pipeline uses one CFG scale for the whole run; use_dynamic_cfg=True is not supported")
-    layout = served.layout(pipeline, {})
-    if not isinstance(layout, ChannelSlice) or layout.stop is not None:
-        raise ALGError(f"from_pipeline needs a condition concatenated after the latent channels, got {layout}")
+    arguments = _call_arguments(pipeline, call_kwargs)
     with torch.no_grad():
         calls = capture_first_step(pipeline, call_kwargs)
-    uses_cfg = bool(served.uses_cfg(pipeline))
-    cond, uncond = _branches(served, calls, uses_cfg)
+    uses_cfg = served.uses_cfg(pipeline) if served.guidance == "batched" else len(calls) > 1
+    cond, uncond = _branches(served, calls, bool(uses_cfg))
     hidden = cond[layout.input]
     if cond["timestep"].ndim != 1:
         shape = tuple(cond["timestep"].shape)
@@ -265,19 +250,28 @@ def from_pipeline(
     noise = hidden.narrow(layout.dim, 0, layout.start).to(torch.float32, copy=True)
     denoiser, sigmas = _parameterization(pipeline.scheduler, model, max_noise_level)
     image_cond, cond_inputs, uncond_inputs = _split_inputs(served, layout, cond, uncond)
-    image_cond[CONDITION] = layout.get(cond).clone()
+    image_cond[CONDITION] = hidden.narrow(layout.dim, layout.start, hidden.shape[layout.dim] - layout.start).clone()
+    stop = None if layout.stop is None else layout.stop - layout.start
     return PipelineSetup(
         pipeline=pipeline,
         adapter=served,
         denoiser=denoiser.to(noise.device),
         image_cond=image_cond,
+        layout=ChannelSlice(CONDITION, dim=layout.dim, start=0, stop=stop),
         cond=cond_inputs,
         uncond=uncond_inputs,
-        cfg_scale=float(pipeline.guidance_scale) if uses_cfg else 1.0,
+        cfg_scale=served.guidance_scale(pipeline, arguments) if uses_cfg else 1.0,
         noise=noise,
         sigmas=sigmas.to(noise.device),
-        decoder=_decoder(served, pipeline, call_kwargs),
+        arguments=arguments,
     )
+
+
+def _call_arguments(pipeline: Any, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline call's arguments by name, defaults applied."""
+    bound = inspect.signature(type(pipeline).__call__).bind(pipeline, **call_kwargs)
+    bound.apply_defaults()
+    return {name: value for name, value in bound.arguments.items() if name != "self"}
 
 
 def _branches(adapter: Adapter, calls: list[dict[str, Any]], uses_cfg: bool) -> tuple[dict, dict | None]:
@@ -335,12 +329,3 @@ def _parameterization(scheduler: Any, model: TransformerModel, max_noise_level: 
         raise ALGError(f"{type(scheduler).__name__} predicts {prediction!r}; from_pipeline handles flow, v and epsilon")
     denoiser = wrappers[prediction](model, scheduler.alphas_cumprod)
     return denoiser, denoiser.schedule(scheduler.timesteps.cpu())
-
-
-def _decoder(adapter: Adapter, pipeline: Any, call_kwargs: dict[str, Any]) -> Callable[[torch.Tensor, str], Any]:
-    if adapter.name == "cogvideox":
-        call = inspect.signature(type(pipeline).__call__).bind(pipeline, **call_kwargs)
-        call.apply_defaults()
-        latent_frames = (call.arguments["num_frames"] - 1) // pipeline.vae_scale_factor_temporal + 1
-        return lambda latents, output_type: _decode_cogvideox(pipeline, latents, output_type, latent_frames)
-    return lambda latents, output_type: _decode_wan(pipeline, latents, output_type)
