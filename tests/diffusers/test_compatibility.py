@@ -621,3 +621,21 @@ def test_what_is_not_a_pipeline_is_refused_by_enable_and_disable(thing):
         alg.enable(thing, CONFIG)
     with pytest.raises(ALGError, match=r"alg\.disable takes a diffusers pipeline that ALG was enabled on|not enabled"):
         alg.disable(thing)
+
+
+@NAMES
+@pytest.mark.parametrize("cache", REFUSED)
+def test_a_two_branch_cache_runs_untouched_when_the_schedule_never_filters(name, cache):
+    """The refusal is about ALG's third branch: a schedule at zero at every step adds none, so nothing is refused."""
+    family = FAMILIES[name]
+    cached = family.make()
+    apply_refused_cache(cached, family, cache)
+    try:
+        expected = record_run(family, cached)
+    except Exception as error:  # diffusers' own failure, before ALG is involved
+        pytest.skip(f"diffusers cannot run {cache} on {type(cached).__name__} even without ALG: {error!r}")
+    pipe = family.make()
+    apply_refused_cache(pipe, family, cache)
+    with alg.enable(pipe, CONFIG.merge({"schedule": {"kind": "constant", "value": 0.0}})):
+        run = record_run(family, pipe)
+    assert torch.equal(run.frames, expected.frames) and run.evaluations == expected.evaluations

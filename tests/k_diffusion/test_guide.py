@@ -281,3 +281,17 @@ def test_a_batch_with_different_sigmas_is_refused(sampling):
     guided, *_ = make_guided(WINDOW, sigmas=schedule(sampling))
     with pytest.raises(ALGError, match="share one sigma"):
         guided(torch.zeros(2, *tiny_kdiffusion.SHAPE[1:]), torch.tensor([1.0, 2.0]))
+
+
+def test_cond_uncond_and_scale_given_through_extra_args_sample_as_when_bound(sampling):
+    """k-diffusion's CFGDenoiser convention: the sampler's extra_args carry cond, uncond and cond_scale."""
+    sigmas = schedule(sampling)
+    bound, _, image, text, negative = make_guided(WINDOW, sigmas=sigmas)
+    at_call = guide(Recorder(TinyDenoiser()), WINDOW, image_cond={"image": image}, sigmas=sigmas)
+    assert isinstance(at_call, torch.nn.Module) and isinstance(at_call.inner_model, Recorder)
+    x = torch.randn(image.shape) * sigmas[0]
+    extra_args = {"cond": {"text": text}, "uncond": {"text": negative}, "cond_scale": CFG}
+    got = sampling.sample_dpmpp_2m(at_call, x, sigmas, extra_args=extra_args, disable=True)
+    assert torch.equal(got, sampling.sample_dpmpp_2m(bound, x, sigmas, disable=True))
+    with pytest.raises(ALGError, match="extra_args give cond, which guide\\(\\) already bound"):
+        bound(x, sigmas[:1], cond={"text": text})

@@ -1,4 +1,4 @@
-"""Contract checks for filters and schedules: the checks every builtin passes, for plugin authors to reuse.
+"""The contract of filters and schedules: the checks every builtin passes, for plugin authors to reuse.
 
 Run them all at once:
 
@@ -26,15 +26,16 @@ Each check raises `AssertionError` with a message that says which promise failed
 from __future__ import annotations
 
 import math
+import unittest
 from collections.abc import Callable
 from itertools import pairwise
 
 import pydantic
 import torch
 
-from .errors import ALGError
-from .filters import Filter
-from .schedules import Schedule, StepState
+from ..errors import ALGError
+from ..filters import Filter
+from ..schedules import Schedule, StepState
 
 SHAPES = {
     "4-D [B, C, H, W]": (2, 3, 24, 32),
@@ -99,17 +100,23 @@ def check_dtypes(filter_: Filter) -> None:
 
 
 def check_device(filter_: Filter) -> None:
-    """The output lives on the input's device (every available device is tried)."""
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device in devices:
+    """The output lives on the input's device: the CPU, then CUDA (the check skips after the CPU without a GPU)."""
+    for device in ("cpu", "cuda"):
+        if device == "cuda":
+            _require_cuda()
         out = filter_(_image(SHAPES["4-D [B, C, H, W]"]).to(device), 1.0)
         assert out.device.type == device, f"{filter_.kind}: input on {device} came back on {out.device}"
 
 
-def check_no_sync(filter_: Filter) -> None:
-    """On CUDA, filtering never waits on the device (skipped without a GPU)."""
+def _require_cuda() -> None:
+    """Skip the running check (pytest and unittest both honour `unittest.SkipTest`) without a CUDA device."""
     if not torch.cuda.is_available():
-        return
+        raise unittest.SkipTest("no CUDA device: the GPU part of this check did not run")
+
+
+def check_no_sync(filter_: Filter) -> None:
+    """On CUDA, filtering never waits on the device (skips without a GPU)."""
+    _require_cuda()
     x = _image(SHAPES["5-D [B, C, F, H, W]"]).cuda()
     filter_(x, 1.0)  # warm up lazy initialisation, which may synchronize once
     torch.cuda.set_sync_debug_mode("error")
@@ -237,12 +244,22 @@ SCHEDULE_CHECKS: tuple[Callable[[Schedule], None], ...] = (
 
 
 def check_filter(filter_: Filter) -> None:
-    """Run every filter check on `filter_`."""
-    for check in FILTER_CHECKS:
-        check(filter_)
+    """Run every filter check on `filter_`; the device checks skip without a GPU."""
+    _run_all(FILTER_CHECKS, filter_)
 
 
 def check_schedule(schedule: Schedule) -> None:
     """Run every schedule check on `schedule`."""
-    for check in SCHEDULE_CHECKS:
-        check(schedule)
+    _run_all(SCHEDULE_CHECKS, schedule)
+
+
+def _run_all(checks: tuple[Callable, ...], *arguments: object) -> None:
+    """Run `checks` in order, then skip if any of them skipped (so a skipped device check is not a pass)."""
+    skipped = []
+    for check in checks:
+        try:
+            check(*arguments)
+        except unittest.SkipTest as skip:
+            skipped.append(f"{check.__name__}: {skip}")
+    if skipped:
+        raise unittest.SkipTest("; ".join(skipped))
