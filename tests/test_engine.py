@@ -72,11 +72,36 @@ def test_calls_of_different_steps_never_pair():
     torch.testing.assert_close(cond, c_lp)  # untouched: its own step's uncond call never came
 
 
-def test_low_precision_predictions_are_combined_in_float32_and_rounded_once():
+def bf16_alg_in_float64(outputs, scale):
+    """ALG from bf16 predictions, computed exactly (float64)."""
+    u, c, lp = (value.double() for value in outputs)
+    return u + scale * (c - lp)
+
+
+@pytest.mark.parametrize("scale", [5.0, 1.5, PER_FRAME_SCALE])
+def test_bf16_predictions_come_back_so_that_the_callers_cfg_runs_in_float32(scale):
     outputs = [value.to(torch.bfloat16) for value in (u_orig, c_lp, u_lp)]
-    _, cond = plan_step(1.0, "alg", ["uncond", "cond"]).combine([outputs[0], outputs[1], outputs[2]])
-    exact = (outputs[1].double() + outputs[0].double() - outputs[2].double()).to(torch.bfloat16)
-    assert cond.dtype == torch.bfloat16 and torch.equal(cond, exact)
+    uncond, cond = plan_step(1.0, "alg", ["uncond", "cond"]).combine(outputs)
+    assert uncond is outputs[0] and cond.dtype == torch.float32
+    got = pipeline_cfg(uncond, cond, scale)
+    assert got.dtype == torch.float32
+    exact = bf16_alg_in_float64(outputs, scale)
+    reference = outputs[0] + scale * (outputs[1] - outputs[2])  # the reference code's arithmetic, in bf16
+    ours_error, reference_error = (got.double() - exact).abs().max(), (reference.double() - exact).abs().max()
+    assert ours_error < 1e-5 * exact.abs().max() and ours_error < reference_error / 100
+
+
+@pytest.mark.parametrize("order", [("cond", "uncond"), ("uncond", "cond")])
+def test_bf16_calls_paired_across_two_calls_are_exact_to_float32_too(order):
+    run = Run(ALGConfig(), "alg")
+    bf16 = {name: value.to(torch.bfloat16) for name, value in OUTPUTS.items()}
+    held = {}
+    for role in order:
+        plan = plan_step(1.0, "alg", [role])
+        (held[role],) = run.settle(0, plan, [bf16[str(branch)].clone() for branch in plan.branches])
+    assert held["uncond"].dtype == torch.bfloat16 and held["cond"].dtype == torch.float32
+    exact = bf16_alg_in_float64([bf16["u_orig"], bf16["c_lp"], bf16["u_lp"]], 5.0)
+    torch.testing.assert_close(pipeline_cfg(held["uncond"], held["cond"], 5.0).double(), exact, rtol=1e-6, atol=1e-5)
 
 
 def test_the_plan_passes_through_at_zero_strength_and_low_passes_every_role_in_replace_mode():

@@ -19,6 +19,11 @@ makes the caller's own formula equal ALG for any `w` (dynamic, per-frame, or a s
 When the roles arrive in separate calls (a pipeline that calls cond, then uncond), the cond call returns
 `c_lp` and the shift `u_orig - u_lp` is added to it once the uncond call has run
 ([`Run.settle`][alg_guidance.engine.run.Run.settle]).
+
+Precision: on a step where ALG adds the shift, the cond prediction comes back in float32 (or the predictions'
+dtype, if wider), not rounded to a bf16 model's dtype. The caller's own `u + w * (c - u)` then runs in float32 and
+equals ALG to float32 rounding, where the reference code's arithmetic, all in bf16, rounds `c_lp - u_lp`, its
+product with `w` and the sum.
 """
 
 from __future__ import annotations
@@ -129,10 +134,7 @@ class StepPlan:
         return tuple(combined)
 
     def shift(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor | None:
-        """`u_orig - u_lp`, what ALG adds to the cond prediction; `None` if this call has no extra branch.
-
-        Computed in float32 at least, so that `c_lp + shift` is rounded once, to the prediction's dtype.
-        """
+        """`u_orig - u_lp`, what ALG adds to the cond prediction (float32 at least); `None` without an extra branch."""
         if not self.extra:
             return None
         by_branch = dict(zip(self.branches, outputs, strict=True))
@@ -142,8 +144,13 @@ class StepPlan:
 
 
 def shifted(cond: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """The cond prediction ALG hands back, `c_lp + (u_orig - u_lp)`, in the dtype of `c_lp`."""
-    return (cond.to(shift.dtype) + shift).to(cond.dtype)
+    """The cond prediction ALG hands back, `c_lp + (u_orig - u_lp)`, in the shift's dtype (float32 at least)."""
+    return cond.to(shift.dtype) + shift
+
+
+def widened(prediction: torch.Tensor) -> torch.Tensor:
+    """`prediction` in float32 at least: a float32 copy of a bf16 or fp16 one, the tensor itself otherwise."""
+    return prediction.to(torch.promote_types(prediction.dtype, torch.float32))
 
 
 def plan_step(strength: float, mode: Mode, roles: Sequence[Role], *, uncond_sees_image: bool = True) -> StepPlan:

@@ -16,7 +16,7 @@ from ..config import ALGConfig
 from ..registry import Registry
 from ..schedules import StepState
 from .conditions import LowPassedConditions
-from .plan import Mode, Role, StepPlan, plan_step, shifted
+from .plan import Mode, Role, StepPlan, plan_step, shifted, widened
 
 
 class Run:
@@ -53,7 +53,8 @@ class Run:
         ([`StepPlan.combine`][alg_guidance.engine.plan.StepPlan.combine]).
         Under the `"alg"` rule, a step whose cond and uncond predictions come from two calls, in either order,
         gets the shift `u_orig - u_lp` added to its cond prediction: before it is handed back if the uncond call
-        came first, else in place, into the tensor the caller still holds.
+        came first, else in place, into the tensor the caller still holds. That tensor is handed back in float32
+        at least (see the precision note of [`plan`][alg_guidance.engine.plan]), so the shift is added exactly.
 
         Args:
             step: The step index (calls of different steps never pair).
@@ -65,13 +66,12 @@ class Run:
         if not pairs or (plan.roles == ("uncond",) and not plan.extra):
             return combined
         role = plan.roles[0]
-        held = plan.shift(outputs) if role == "uncond" else combined[0]
+        held = plan.shift(outputs) if role == "uncond" else widened(combined[0])
         waiting, self._waiting = self._waiting, None
         if waiting is None or waiting[0] != step or waiting[1] == role:
             self._waiting = (step, role, held)
-            return combined
+            return (held,) if role == "cond" else combined
         if role == "cond":
             return (shifted(held, waiting[2]),)
-        cond = waiting[2]
-        cond.copy_(shifted(cond, held))
+        waiting[2].add_(held)
         return combined

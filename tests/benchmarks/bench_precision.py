@@ -23,10 +23,10 @@ import json
 from pathlib import Path
 
 import torch
-from bench_gpu import SMOKE, WAN_14B, wan_pipeline
 from PIL import Image
 
 import alg_guidance as alg
+from tests.benchmarks.bench_gpu import SMOKE, WAN_14B, wan_pipeline
 
 
 def relative_error(x: torch.Tensor, target: torch.Tensor) -> float:

@@ -155,7 +155,7 @@ class GuidedDenoiser(torch.nn.Module):
         if not uses_cfg:
             return predictions[0]
         u, c = predictions
-        return u + scale * (c - u)
+        return (u + scale * (c - u)).to(u.dtype)  # in float32 while ALG's shift is in c
 
     def _bind(self, cond: Mapping[str, Any] | None, uncond: Mapping[str, Any] | None, scale: GuidanceScale) -> bool:
         """Check a call's conditioning; whether it runs classifier-free guidance."""
