@@ -78,7 +78,7 @@ def bf16_alg_in_float64(outputs, scale):
     return u + scale * (c - lp)
 
 
-@pytest.mark.parametrize("scale", [5.0, 1.5, PER_FRAME_SCALE])
+@pytest.mark.parametrize("scale", [5.0, 1.5, PER_FRAME_SCALE.float()])
 def test_bf16_predictions_come_back_so_that_the_callers_cfg_runs_in_float32(scale):
     outputs = [value.to(torch.bfloat16) for value in (u_orig, c_lp, u_lp)]
     uncond, cond = plan_step(1.0, "alg", ["uncond", "cond"]).combine(outputs)
