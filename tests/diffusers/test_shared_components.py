@@ -16,7 +16,10 @@ import pytest
 import torch
 
 import alg_guidance as alg
+from alg_guidance.adapters.base import Capture
+from alg_guidance.engine import Run
 from alg_guidance.errors import ALGError
+from alg_guidance.integrations.diffusers.run import PipelineRun
 from tests.support.compat import CONFIG, assert_no_alg_left, guided, record_run, untouched
 from tests.support.families import all_families
 
@@ -158,3 +161,17 @@ def test_a_cache_context_set_from_another_thread_does_not_change_which_branch_a_
         other.join()
         handle.remove()
     assert torch.equal(frames, guided("wan2.1").frames)
+
+
+@NAMES
+def test_nothing_of_a_run_outlives_it(name):
+    """Pixel space records the run's images and latents; they are dropped when the pipeline call returns."""
+    family = FAMILIES[name]
+    pipe = family.make()
+    pixel = alg.default_registry().adapter(family.adapter).pixel_space
+    with alg.enable(pipe, CONFIG.merge({"space": "pixel"}) if pixel else CONFIG) as handle:
+        family.run(pipe)
+        gc.collect()
+        left = [type(thing).__name__ for thing in gc.get_objects() if type(thing) in (Capture, PipelineRun, Run)]
+        assert left == [], f"left after the run: {left}"
+        assert not [value for value in vars(handle).values() if isinstance(value, torch.Tensor)]
