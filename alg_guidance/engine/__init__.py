@@ -13,6 +13,7 @@ from __future__ import annotations
 from .batching import merge_inputs, named_inputs, split_batch
 from .conditions import LowPassedConditions
 from .plan import Branch, GuidanceScale, Mode, Role, StepPlan, alg_prediction, plan_step, resolve_mode, shifted
+from .progress import SigmaProgress
 from .run import Run
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Mode",
     "Role",
     "Run",
+    "SigmaProgress",
     "StepPlan",
     "alg_prediction",
     "merge_inputs",

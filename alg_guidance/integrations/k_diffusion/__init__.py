@@ -16,10 +16,10 @@ Importing this module imports neither k-diffusion nor diffusers.
 from __future__ import annotations
 
 from ...adapters.layouts import WholeInput
+from ...engine.progress import SigmaProgress
 from .guide import GuidedDenoiser, guide
 from .loader import load_sampling
 from .parameterizations import DiscreteEpsDenoiser, DiscreteVDenoiser, FlowMatchingDenoiser
-from .progress import SigmaProgress
 
 
 def __getattr__(name: str):

@@ -12,7 +12,7 @@ while \(s > 0\) (three branches, in one batch or one call each) and plain CFG \(
 whether the model predicts noise, velocity or v: the parameterization wrappers convert affinely.
 
 The strength comes from the sigma of each call through
-[`SigmaProgress`][alg_guidance.integrations.k_diffusion.progress.SigmaProgress], so samplers that evaluate the
+[`SigmaProgress`][alg_guidance.engine.progress.SigmaProgress], so samplers that evaluate the
 denoiser twice per step or at adaptive sigmas see the schedule at the noise level they actually evaluate.
 """
 
@@ -26,11 +26,11 @@ import torch
 from ...adapters.layouts import ConditionLayout
 from ...config import ALGConfig, resolve_config
 from ...engine import GuidanceScale, Role, Run, merge_inputs, resolve_mode
+from ...engine.progress import SigmaProgress
 from ...errors import ALGError
 from ...registry import Registry
 from ...schedules import StepState
 from .conditioning import resolve_layout
-from .progress import SigmaProgress
 
 Denoiser = Callable[..., torch.Tensor]
 """A k-diffusion denoiser, called as `denoiser(x, sigma, **inputs)`; it returns the clean estimate of `x`."""

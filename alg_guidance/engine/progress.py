@@ -1,9 +1,10 @@
-"""Where sampling stands, read from the sigma the sampler hands the denoiser.
+"""Where sampling stands, read from the sigma a sampler hands the denoiser (k-diffusion's, ComfyUI's).
 
-k-diffusion's samplers evaluate the denoiser once (euler, lms, dpmpp_2m, the multistep SDE samplers), twice
-(heun, dpm_2, dpmpp_2s_ancestral, dpmpp_sde) or a varying number of times (dpm_fast, dpm_adaptive) per step,
-and some at sigmas between the schedule's (dpm_2's midpoints, DPM-Solver's stages) or above it (euler and heun
-with `s_churn`). Counting calls would mistake the step; the sigma of a call says exactly where sampling is.
+k-diffusion's samplers (and ComfyUI's, which are k-diffusion's) evaluate the denoiser once (euler, lms, dpmpp_2m,
+the multistep SDE samplers), twice (heun, dpm_2, dpmpp_2s_ancestral, dpmpp_sde) or a varying number of times
+(dpm_fast, dpm_adaptive) per step, and some at sigmas between the schedule's (dpm_2's midpoints, DPM-Solver's
+stages) or above it (euler and heun with `s_churn`). Counting calls would mistake the step; the sigma of a call
+says exactly where sampling is.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from ...errors import ALGError
-from ...schedules import StepState, noise_level_from_sigma
+from ..errors import ALGError
+from ..schedules import StepState, noise_level_from_sigma
 
 
 class SigmaProgress:
@@ -29,11 +30,14 @@ class SigmaProgress:
     interpolated linearly in `log(sigma)`: the samplers place their intermediate evaluations in log-sigma
     (DPM-Solver's time is `-log(sigma)`; dpm_2 evaluates at the geometric mean of two sigmas, which lands at
     `f = 1/2`), so the interpolation reads them where the samplers put them. Sigmas above the first step's get
-    progress 0, those below the last step's get progress 1. The noise level is `sigma / (1 + sigma)`.
+    progress 0, those below the last step's get progress 1. The noise level is `sigma / (1 + sigma)` for
+    k-diffusion's variance-exploding sigma; samplers whose sigma of a flow-matching model is the time `t` itself
+    (ComfyUI's) pass `noise_level=float`.
 
     Args:
         sigmas: The sampler's schedule, a 1-D tensor or sequence of at least two decreasing values, every one
             positive but the last.
+        noise_level: The normalized noise level of a sigma.
 
     Raises:
         ALGError: The schedule is too short, not decreasing, or holds a non-positive sigma before its end.
@@ -46,7 +50,9 @@ class SigmaProgress:
         0.166667
     """
 
-    def __init__(self, sigmas: torch.Tensor | Sequence[float]) -> None:
+    def __init__(
+        self, sigmas: torch.Tensor | Sequence[float], noise_level: Callable[[float], float] = noise_level_from_sigma
+    ) -> None:
         values = torch.as_tensor(sigmas).detach().to("cpu", torch.float64).reshape(-1).tolist()
         if len(values) < 2:
             raise ALGError(f"a sigma schedule needs at least two values (a step and its end), got {values}")
@@ -56,6 +62,7 @@ class SigmaProgress:
         if any(later >= earlier for earlier, later in itertools.pairwise(values)):
             raise ALGError(f"the sigma schedule must decrease strictly, got {values}")
         self.sigmas = values
+        self.noise_level = noise_level
         self.num_steps = len(steps)
         self._rising_log_sigmas = [-math.log(s) for s in steps]  # increasing, for bisect
 
@@ -76,7 +83,7 @@ class SigmaProgress:
         position = self.position(sigma)
         step = min(int(position), self.num_steps - 1)
         progress = position / max(self.num_steps - 1, 1)
-        return StepState(step, self.num_steps, progress, noise_level_from_sigma(sigma))
+        return StepState(step, self.num_steps, progress, self.noise_level(sigma))
 
     def __repr__(self) -> str:
         return f"SigmaProgress({self.num_steps} steps, sigma {self.sigmas[0]:g} -> {self.sigmas[-1]:g})"
