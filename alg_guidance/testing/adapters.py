@@ -35,9 +35,9 @@ MakePipeline = Callable[[], Any]
 CallArguments = Callable[[], dict[str, Any]]
 """The keyword arguments of a short, reproducible pipeline call."""
 
-ACTIVE = ALGConfig(filter={"kind": "downsample", "factor": 0.4}, schedule={"kind": "constant", "value": 1.0})
+FILTERING = ALGConfig(filter={"kind": "downsample", "factor": 0.4}, schedule={"kind": "constant", "value": 1.0})
 """A config that filters at every step, so that ALG changes every step's prediction."""
-OFF = ALGConfig(filter={"kind": "downsample", "factor": 0.4}, schedule={"kind": "constant", "value": 0.0})
+ZERO_STRENGTH = ALGConfig(filter={"kind": "downsample", "factor": 0.4}, schedule={"kind": "constant", "value": 0.0})
 """A config whose strength is zero at every step: ALG must then change nothing."""
 
 
@@ -70,7 +70,7 @@ def check_zero_strength_is_bit_identical(
 
     untouched = _sample(make_pipeline(), call())
     pipeline = make_pipeline()
-    with enable(pipeline, OFF, adapter=adapter, registry=registry):
+    with enable(pipeline, ZERO_STRENGTH, adapter=adapter, registry=registry):
         assert torch.equal(_sample(pipeline, call()), untouched), f"{adapter}: zero strength changed the output"
 
 
@@ -82,7 +82,7 @@ def check_disable_is_bit_identical(
 
     untouched = _sample(make_pipeline(), call())
     pipeline = make_pipeline()
-    with enable(pipeline, ACTIVE, adapter=adapter, registry=registry):
+    with enable(pipeline, FILTERING, adapter=adapter, registry=registry):
         assert not torch.equal(_sample(pipeline, call()), untouched), f"{adapter}: ALG left the output unchanged"
     assert torch.equal(_sample(pipeline, call()), untouched), f"{adapter}: after disable the output differs"
 
@@ -112,7 +112,7 @@ def check_layout_round_trip(
     denoiser = instance.denoisers(pipeline)[0]
     handle = denoiser.register_forward_pre_hook(first_call, with_kwargs=True)
     try:
-        with enable(pipeline, OFF, adapter=adapter, registry=registry):
+        with enable(pipeline, ZERO_STRENGTH, adapter=adapter, registry=registry):
             _sample(pipeline, call())
     finally:
         handle.remove()
@@ -152,7 +152,7 @@ def check_num_videos_per_prompt(
     frames = []
     for batch_branches in (True, False):
         pipeline = make_pipeline()
-        with enable(pipeline, ACTIVE.merge({"batch_branches": batch_branches}), adapter=adapter, registry=registry):
+        with enable(pipeline, FILTERING.merge({"batch_branches": batch_branches}), adapter=adapter, registry=registry):
             frames.append(_sample(pipeline, {**call(), "num_videos_per_prompt": 2}))
     assert frames[0].shape == plain.shape, f"{adapter}: {tuple(frames[0].shape)} frames, not {tuple(plain.shape)}"
     scale = frames[0].abs().max().item()
