@@ -4,11 +4,10 @@ ComfyUI hands every denoiser evaluation a list of conditioning entries per branc
 names to ComfyUI `COND*` objects that the model turns into inputs. Image-to-video models take the image in one of
 two ways, and each family is served by one [`ComfyFamily`][comfyui_alg_guidance.families.ComfyFamily]:
 
-- concatenated to the latent along the channels, as the entry `c_concat` (Wan 2.1 I2V and FLF2V, Wan 2.2 A14B,
-  HunyuanVideo 1.5 I2V, CogVideoX I2V): the low-passed branch gets entries whose `c_concat` has its image-latent
-  channels low-passed (Wan's 4 mask channels, HunyuanVideo 1.5's mask channel and later zero frames are left as
-  they are);
-- written into the latent itself where the denoise mask keeps it (Wan 2.2 TI2V-5B, LTX-Video, LTX-2): ComfyUI's
+- concatenated to the latent along the channels, as the entry `c_concat` (Wan 2.1 I2V and FLF2V, Wan 2.2 A14B):
+  the low-passed branch gets entries whose `c_concat` has its image-latent channels low-passed (Wan's 4 mask
+  channels are left as they are);
+- written into the latent itself where the denoise mask keeps it (Wan 2.2 TI2V-5B, LTX-Video): ComfyUI's
   sampler puts the clean image latent where the mask is 0 before every evaluation, so the low-passed branch gets a
   latent whose kept part is low-passed: `where(mask == 0, LP(x * (mask == 0)), x)`. Where the mask is between 0
   and 1 (an image condition of strength below 1) the latent is part noise, and it is left as it is.
@@ -115,13 +114,9 @@ class ComfyFamily:
     applies: Callable[[Any], bool] = lambda model: True
 
 
-def _image_to_video(model: Any) -> bool:
-    return bool(getattr(model, "image_to_video", False))
-
-
 def _wan_concat_channels(model: Any) -> bool:
     """Wan 2.1 I2V-style concatenation: the patch embedding takes 16 latent + 4 mask + 16 image channels."""
-    return _image_to_video(model) and model.diffusion_model.patch_embedding.weight.shape[1] == 36
+    return bool(getattr(model, "image_to_video", False)) and model.diffusion_model.patch_embedding.weight.shape[1] == 36
 
 
 FAMILIES: tuple[ComfyFamily, ...] = (
@@ -129,10 +124,7 @@ FAMILIES: tuple[ComfyFamily, ...] = (
         "Wan 2.1 I2V / FLF2V, Wan 2.2 A14B I2V", "WAN21", ConcatenatedImage(start=4), "wan2.1", _wan_concat_channels
     ),
     ComfyFamily("Wan 2.2 TI2V-5B", "WAN22", KeptFrames(), "wan2.2"),
-    ComfyFamily("HunyuanVideo 1.5 I2V", "HunyuanVideo15", ConcatenatedImage(start=0, stop=-1), "paper"),
-    ComfyFamily("CogVideoX I2V", "CogVideoX", ConcatenatedImage(), "cogvideox", _image_to_video),
     ComfyFamily("LTX-Video", "LTXV", KeptFrames(), "ltx-video"),
-    ComfyFamily("LTX-2", "LTXAV", KeptFrames(), "ltx-video"),
 )
 """Every served family; the first whose class and condition match a model serves it."""
 
@@ -141,7 +133,10 @@ NOT_SERVED: dict[str, str] = {
         "HunyuanVideo I2V in ComfyUI conditions through its LLaVA image tokens and a guiding latent frame that the "
         "model reads from its own inputs (`guiding_frame_index`, `ref_latent`), not through a latent ALG can reach"
     ),
-    "HunyuanVideoSkyreelsI2V": "SkyReels' HunyuanVideo I2V is not served yet: its image channels were never checked",
+    "HunyuanVideoSkyreelsI2V": "not served yet: its image channels have not been checked against ComfyUI's model",
+    "HunyuanVideo15": "not served yet: its c_concat layout (image latent and mask) has not been checked in ComfyUI",
+    "CogVideoX": "not served yet: its c_concat image latent has not been checked against ComfyUI's model",
+    "LTXAV": "not served yet: LTX-2's audio-video latent has not been checked against ComfyUI's model",
 }
 """Video model classes of ComfyUI that ALG does not serve, with the reason."""
 

@@ -82,3 +82,23 @@ def sample(model, positive, negative, latent, *, cfg=5.0, steps=4, sampler="eule
         start_step=start_step, last_step=last_step, force_full_denoise=force_full_denoise,
         noise_mask=noise_mask, disable_pbar=True, seed=seed,
     )  # fmt: skip
+
+
+def ltxv(seed: int = 0) -> comfy.model_patcher.ModelPatcher:
+    """LTX-Video: 128 latent channels, the image written into latent frame 0."""
+    unet = {"image_model": "ltxv", "in_channels": 128, "cross_attention_dim": 64, "attention_head_dim": 32,
+            "num_attention_heads": 2, "caption_channels": TEXT_DIM, "num_layers": 1}  # fmt: skip
+    return patcher_of(comfy.supported_models.LTXV(unet), seed)
+
+
+def ltx_latent(seed: int = 0, frames: int = 2, size: int = 4) -> tuple[list, list, torch.Tensor, torch.Tensor]:
+    """Conditioning, a latent holding the image in frame 0, and the noise mask that keeps it (per frame, as
+    ComfyUI's LTXVImgToVideo node makes it: `[B, 1, F, 1, 1]`)."""
+    generator = torch.Generator().manual_seed(seed)
+    text, negative = (torch.randn(1, 8, TEXT_DIM, generator=generator) for _ in range(2))
+    extra = {"frame_rate": 25, "attention_mask": torch.ones(1, 8, dtype=torch.long)}
+    latent = torch.zeros(1, 128, frames, size, size)
+    latent[:, :, :1] = torch.randn(1, 128, 1, size, size, generator=generator)
+    mask = torch.ones(1, 1, frames, 1, 1)
+    mask[:, :, :1] = 0.0
+    return [[text, dict(extra)]], [[negative, dict(extra)]], latent, mask
