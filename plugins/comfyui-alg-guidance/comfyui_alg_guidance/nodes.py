@@ -28,12 +28,19 @@ def _config_inputs() -> dict[str, Any]:
     }
 
 
-def _validate(preset: str, settings: str, config_file: str) -> bool | str:
-    try:
-        build_config(preset, settings, config_file)
-    except ValueError as error:
-        return str(error)
-    return True
+class _ConfiguredNode:
+    """What both nodes share: the config widgets, validated by ComfyUI before anything runs."""
+
+    CATEGORY = CATEGORY
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, preset: str, settings: str, config_file: str) -> bool | str:
+        """True, or why the settings are invalid (ComfyUI shows it on the node)."""
+        try:
+            build_config(preset, settings, config_file)
+        except ValueError as error:
+            return str(error)
+        return True
 
 
 def _is_flow(model: Any) -> bool:
@@ -43,7 +50,7 @@ def _is_flow(model: Any) -> bool:
     return isinstance(model.model_sampling, comfy.model_sampling.CONST)
 
 
-class ALGGuidance:
+class ALGGuidance(_ConfiguredNode):
     """Adaptive Low-Pass Guidance on a video MODEL, for every ComfyUI sampler.
 
     While the schedule's strength is above zero, the image condition is low-passed in the guidance terms:
@@ -53,7 +60,6 @@ class ALGGuidance:
     """
 
     DESCRIPTION = __doc__
-    CATEGORY = CATEGORY
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
 
@@ -61,11 +67,6 @@ class ALGGuidance:
     def INPUT_TYPES(cls) -> dict[str, Any]:
         """The node's inputs."""
         return {"required": {"model": ("MODEL",), **_config_inputs()}}
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, preset: str, settings: str, config_file: str) -> bool | str:
-        """True, or why the settings are invalid (shown by ComfyUI before anything runs)."""
-        return _validate(preset, settings, config_file)
 
     def patch(self, model: Any, preset: str, settings: str, config_file: str) -> tuple[Any]:
         """A clone of `model` that samples with ALG."""
@@ -79,11 +80,10 @@ class ALGGuidance:
         return (patched,)
 
 
-class ALGSchedulePreview:
+class ALGSchedulePreview(_ConfiguredNode):
     """The ALG strength at every step of a sigma list, as an image: see the window before sampling."""
 
     DESCRIPTION = __doc__
-    CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
     FUNCTION = "preview"
 
@@ -94,11 +94,6 @@ class ALGSchedulePreview:
             "required": {"sigmas": ("SIGMAS",), **_config_inputs()},
             "optional": {"model": ("MODEL", {"tooltip": "the model's family picks 'auto' and its sigma convention"})},
         }
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, preset: str, settings: str, config_file: str) -> bool | str:
-        """True, or why the settings are invalid."""
-        return _validate(preset, settings, config_file)
 
     def preview(
         self, sigmas: torch.Tensor, preset: str, settings: str, config_file: str, model: Any = None

@@ -60,16 +60,20 @@ def wan_conditioning(seed: int = 0, frames: int = 3, size: int = 8) -> tuple[lis
     return [[text, dict(extra)]], [[negative, dict(extra)]], torch.zeros(1, 16, frames, size, size)
 
 
-def ti2v_latent(seed: int = 0, frames: int = 3, size: int = 8) -> tuple[list, list, torch.Tensor, torch.Tensor]:
-    """Conditioning, a latent holding the image in frame 0, and the noise mask that keeps it: what ComfyUI's
-    Wan22ImageToVideoLatent node makes."""
+def kept_first_frame(channels: int, frames: int, size: int, mask_size: int, seed: int, extra: dict) -> tuple:
+    """Conditioning, a latent holding a random image latent in frame 0, and the noise mask that keeps frame 0."""
     generator = torch.Generator().manual_seed(seed)
     text, negative = (torch.randn(1, 8, TEXT_DIM, generator=generator) for _ in range(2))
-    latent = torch.zeros(1, 48, frames, size, size)
-    latent[:, :, :1] = torch.randn(1, 48, 1, size, size, generator=generator)
-    mask = torch.ones(1, 1, frames, size, size)
+    latent = torch.zeros(1, channels, frames, size, size)
+    latent[:, :, :1] = torch.randn(1, channels, 1, size, size, generator=generator)
+    mask = torch.ones(1, 1, frames, mask_size, mask_size)
     mask[:, :, :1] = 0.0
-    return [[text, {}]], [[negative, {}]], latent, mask
+    return [[text, dict(extra)]], [[negative, dict(extra)]], latent, mask
+
+
+def ti2v_latent(seed: int = 0, frames: int = 3, size: int = 8) -> tuple[list, list, torch.Tensor, torch.Tensor]:
+    """What ComfyUI's Wan22ImageToVideoLatent node makes: the image in latent frame 0 of 48 channels, kept."""
+    return kept_first_frame(48, frames, size, size, seed, {})
 
 
 def sample(model, positive, negative, latent, *, cfg=5.0, steps=4, sampler="euler", scheduler="simple",
@@ -92,13 +96,7 @@ def ltxv(seed: int = 0) -> comfy.model_patcher.ModelPatcher:
 
 
 def ltx_latent(seed: int = 0, frames: int = 2, size: int = 4) -> tuple[list, list, torch.Tensor, torch.Tensor]:
-    """Conditioning, a latent holding the image in frame 0, and the noise mask that keeps it (per frame, as
-    ComfyUI's LTXVImgToVideo node makes it: `[B, 1, F, 1, 1]`)."""
-    generator = torch.Generator().manual_seed(seed)
-    text, negative = (torch.randn(1, 8, TEXT_DIM, generator=generator) for _ in range(2))
+    """What ComfyUI's LTXVImgToVideo node makes: the image in latent frame 0 of 128 channels, kept by a per-frame
+    mask `[B, 1, F, 1, 1]`."""
     extra = {"frame_rate": 25, "attention_mask": torch.ones(1, 8, dtype=torch.long)}
-    latent = torch.zeros(1, 128, frames, size, size)
-    latent[:, :, :1] = torch.randn(1, 128, 1, size, size, generator=generator)
-    mask = torch.ones(1, 1, frames, 1, 1)
-    mask[:, :, :1] = 0.0
-    return [[text, dict(extra)]], [[negative, dict(extra)]], latent, mask
+    return kept_first_frame(128, frames, size, 1, seed, extra)
