@@ -57,9 +57,8 @@ def check_serves(
     instance = (registry or default_registry()).adapter(adapter)()
     assert instance.refusal(pipeline) is None, f"{adapter}: refuses its pipeline: {instance.refusal(pipeline)}"
     assert instance.denoisers(pipeline), f"{adapter}: finds no denoiser module on its pipeline"
-    assert find_adapter(pipeline, registry=registry).name == adapter, (
-        f"{adapter}: another adapter, {find_adapter(pipeline, registry=registry).name!r}, is detected first"
-    )
+    detected = find_adapter(pipeline, registry=registry).name
+    assert detected == adapter, f"{adapter}: another adapter, {detected!r}, is detected first"
 
 
 def check_zero_strength_is_bit_identical(

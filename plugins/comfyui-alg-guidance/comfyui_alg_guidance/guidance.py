@@ -80,19 +80,24 @@ class ALGCondBatch:
         def low_pass(tensor: torch.Tensor, key: Any) -> torch.Tensor:
             return conditions(tensor, plan.strength, key=key)
 
-        by_role = {"cond": cond, "uncond": uncond}
         condition = self.family.condition
-        low_passed_x = condition.low_passed_input(args["input"], cond, low_pass)
+        latents = {False: args["input"], True: condition.low_passed_input(args["input"], cond, low_pass)}
+        by_role = {"cond": cond, "uncond": uncond}
         outputs: list[torch.Tensor] = [None] * len(plan.branches)  # type: ignore[list-item]
         for group in plan.calls(self.config.batch_branches):
-            for low_passed in (False, True):
-                indices = [index for index in group if plan.branches[index].low_passed == low_passed]
+            # One call for the group, unless its branches see different latents (a condition inside the latent).
+            same_latent = latents[True] is latents[False]
+            for low_passed in (None,) if same_latent else (False, True):
+                indices = [i for i in group if low_passed is None or plan.branches[i].low_passed == low_passed]
                 if not indices:
                     continue
-                lists = [by_role[plan.branches[index].role] for index in indices]
-                if low_passed:
-                    lists = [condition.low_passed_entries(entries, low_pass) for entries in lists]
-                results = self._evaluate(args, lists, low_passed_x if low_passed else args["input"])
+                lists = [
+                    condition.low_passed_entries(by_role[branch.role], low_pass)
+                    if branch.low_passed
+                    else by_role[branch.role]
+                    for branch in (plan.branches[i] for i in indices)
+                ]
+                results = self._evaluate(args, lists, latents[bool(low_passed)])
                 for index, result in zip(indices, results, strict=True):
                     outputs[index] = result
         predictions = dict(zip(roles, plan.combine(outputs), strict=True))
