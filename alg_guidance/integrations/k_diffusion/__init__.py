@@ -31,6 +31,11 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    """The module's names, with the lazily imported ones."""
+    return sorted({*globals(), *__all__})
+
+
 __all__ = [
     "DiscreteEpsDenoiser",
     "DiscreteVDenoiser",
