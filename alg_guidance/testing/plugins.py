@@ -20,11 +20,13 @@ def test_median_filter(check):
     check(Median(radius=2))
 ```
 
-Each check raises `AssertionError` with a message that says which promise failed.
+`check_schedule` and `SCHEDULE_CHECKS` do the same for a schedule. Each check raises `AssertionError` with a
+message that says which promise failed; every filter check first fails if the filter changed its input in place.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import unittest
 from collections.abc import Callable
@@ -60,18 +62,29 @@ def high_frequency_energy(x: torch.Tensor) -> float:
     return float(spectrum[..., high].mean())
 
 
+def _filtered(filter_: Filter, x: torch.Tensor, strength: float) -> torch.Tensor:
+    """`filter_(x, strength)`, failing first if the call changed `x` in place."""
+    before = x.clone()
+    out = filter_(x, strength)
+    assert torch.equal(x, before), (
+        f"{filter_.kind}: filtering changed its input in place (a {tuple(x.shape)} tensor at strength {strength}); "
+        "filter_planes must return a new tensor and leave its planes as they are"
+    )
+    return out
+
+
 def check_identity_at_zero(filter_: Filter) -> None:
     """Strength 0 returns the input object itself, for any rank."""
     for shape in SHAPES.values():
         x = _image(shape)
-        assert filter_(x, 0.0) is x, f"{filter_.kind}: strength 0 must return the input itself"
+        assert _filtered(filter_, x, 0.0) is x, f"{filter_.kind}: strength 0 must return the input itself"
 
 
 def check_shapes(filter_: Filter) -> None:
     """Output shape equals input shape for 4-D, 5-D, frame-major and odd-sized tensors."""
     for name, shape in SHAPES.items():
         for strength in STRENGTHS:
-            out = filter_(_image(shape), strength)
+            out = _filtered(filter_, _image(shape), strength)
             assert out.shape == shape, f"{filter_.kind}: {name} input {shape} gave {tuple(out.shape)}"
             assert torch.isfinite(out).all(), f"{filter_.kind}: non-finite output for {name} at {strength}"
 
@@ -79,9 +92,9 @@ def check_shapes(filter_: Filter) -> None:
 def check_per_plane(filter_: Filter) -> None:
     """Each (H, W) plane is filtered on its own: a 5-D tensor gives the same planes as one plane at a time."""
     x = _image(SHAPES["5-D [B, C, F, H, W]"], dtype=torch.float64)
-    whole = filter_(x, 1.0)
+    whole = _filtered(filter_, x, 1.0)
     for index in [(0, 0, 0), (0, 3, 2), (0, 1, 1)]:
-        alone = filter_(x[index].clone(), 1.0)
+        alone = _filtered(filter_, x[index].clone(), 1.0)
         assert torch.allclose(whole[index], alone, atol=1e-10), (
             f"{filter_.kind}: plane {index} differs when filtered with its neighbours"
         )
@@ -90,9 +103,9 @@ def check_per_plane(filter_: Filter) -> None:
 def check_dtypes(filter_: Filter) -> None:
     """float32 and float64 are kept; float16 and bfloat16 are kept and computed in float32."""
     shape = SHAPES["4-D [B, C, H, W]"]
-    reference = filter_(_image(shape), 1.0)
+    reference = _filtered(filter_, _image(shape), 1.0)
     for dtype, tolerance in [(torch.float64, 1e-5), (torch.float16, 1e-2), (torch.bfloat16, 5e-2)]:
-        out = filter_(_image(shape, dtype), 1.0)
+        out = _filtered(filter_, _image(shape, dtype), 1.0)
         assert out.dtype == dtype, f"{filter_.kind}: {dtype} input came back as {out.dtype}"
         error = (out.float() - reference).abs().max().item()
         scale = reference.abs().max().item()
@@ -104,7 +117,7 @@ def check_device(filter_: Filter) -> None:
     for device in ("cpu", "cuda"):
         if device == "cuda":
             _require_cuda()
-        out = filter_(_image(SHAPES["4-D [B, C, H, W]"]).to(device), 1.0)
+        out = _filtered(filter_, _image(SHAPES["4-D [B, C, H, W]"]).to(device), 1.0)
         assert out.device.type == device, f"{filter_.kind}: input on {device} came back on {out.device}"
 
 
@@ -131,8 +144,8 @@ def check_non_contiguous(filter_: Filter) -> None:
     base = _image((2, 36, 3, 24, 32), dtype=torch.float64)
     for view in (base[:, 16:36], base.transpose(-1, -2), base[..., ::2, :]):
         assert not view.is_contiguous()
-        expected = filter_(view.contiguous(), 1.0)
-        assert torch.allclose(filter_(view, 1.0), expected, atol=1e-10), (
+        expected = _filtered(filter_, view.contiguous(), 1.0)
+        assert torch.allclose(_filtered(filter_, view, 1.0), expected, atol=1e-10), (
             f"{filter_.kind}: a non-contiguous view of shape {tuple(view.shape)} filters differently"
         )
 
@@ -140,9 +153,9 @@ def check_non_contiguous(filter_: Filter) -> None:
 def check_low_pass(filter_: Filter) -> None:
     """A constant plane stays constant, and high frequencies fall as strength grows."""
     constant = torch.full((1, 1, 24, 32), 0.7, dtype=torch.float64)
-    assert torch.allclose(filter_(constant, 1.0), constant, atol=1e-6), f"{filter_.kind}: changes a constant"
+    assert torch.allclose(_filtered(filter_, constant, 1.0), constant, atol=1e-6), f"{filter_.kind}: changes a constant"
     noise = _image((4, 1, 48, 64), dtype=torch.float64)
-    energies = [high_frequency_energy(filter_(noise, strength)) for strength in (0.0, *STRENGTHS)]
+    energies = [high_frequency_energy(_filtered(filter_, noise, strength)) for strength in (0.0, *STRENGTHS)]
     for (weaker, stronger), strength in zip(pairwise(energies), STRENGTHS, strict=True):
         assert stronger <= weaker * (1 + 1e-6), (
             f"{filter_.kind}: high-frequency energy rose from {weaker:.4g} to {stronger:.4g} at strength {strength}"
@@ -202,18 +215,45 @@ def check_schedule_range(schedule: Schedule) -> None:
         assert schedule(state) == value, f"{schedule.kind}: differs between two calls at {state}"
 
 
+def _reads_noise_level(schedule: Schedule, state: StepState) -> bool:
+    """Whether `schedule(state)` reads `state.noise_level`."""
+    reads = []
+
+    class Watched(StepState):
+        def __getattribute__(self, name: str) -> object:
+            if name == "noise_level":
+                reads.append(name)
+            return super().__getattribute__(name)
+
+    watched = Watched(**dataclasses.asdict(state))
+    reads.clear()  # the state's own validation read it
+    schedule(watched)
+    return bool(reads)
+
+
 def check_schedule_noise_level(schedule: Schedule) -> None:
-    """A schedule that reads the noise level refuses clearly without one; the others ignore it."""
-    state = StepState.from_step(0, 50)
+    """Only a schedule that declares `uses_noise_level = True` reads the noise level; it refuses clearly without one.
+
+    Samplers provide the noise level only to the schedules that declare it, so an undeclared read would see `None`
+    under one integration and a value under another.
+    """
     if schedule.uses_noise_level:
         _expect_error(
-            lambda: schedule(state),
+            lambda: schedule(StepState.from_step(0, 50)),
             (ALGError, ValueError),
             f"{schedule.kind}: needs a noise level but ran without one",
         )
-    else:
-        with_noise = StepState.from_step(0, 50, noise_level=0.3)
-        assert schedule(state) == schedule(with_noise), f"{schedule.kind}: reads the noise level undeclared"
+        return
+    for state in _states():
+        assert not _reads_noise_level(schedule, state), (
+            f"{schedule.kind}: reads state.noise_level but does not declare it; "
+            "set the class variable `uses_noise_level = True`"
+        )
+        for noise_level in (None, 0.0, 0.3, 1.0):
+            assert schedule(dataclasses.replace(state, noise_level=noise_level)) == schedule(state), (
+                f"{schedule.kind}: its value depends on the noise level, which it does not declare; "
+                "set the class variable `uses_noise_level = True`"
+            )
 
 
 def _expect_error(action: Callable[[], object], error: type | tuple[type, ...], message: str) -> None:
