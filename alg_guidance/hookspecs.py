@@ -19,6 +19,7 @@ PROJECT_NAME = "alg_guidance"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""The decorator that marks a plugin's hook implementations: `@alg.hookimpl` on a function named after a hook."""
 
 
 class Register(Protocol):

@@ -41,6 +41,7 @@ Role = Literal["cond", "uncond"]
 Mode = Literal["alg", "replace"]
 """The branch rule: three branches with CFG (`"alg"`), or every branch low-passed (`"replace"`)."""
 GuidanceScale = float | torch.Tensor
+"""The CFG scale `w`: a float, or a tensor broadcastable to the predictions (per-frame scales)."""
 
 
 def resolve_mode(requested: str, uses_cfg: bool) -> Mode:

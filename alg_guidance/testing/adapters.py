@@ -171,6 +171,8 @@ ADAPTER_CHECKS: tuple[Callable[..., None], ...] = (
     check_layout_round_trip,
     check_num_videos_per_prompt,
 )
+"""Every adapter check, in order; each takes the adapter's name, `make_pipeline` and `call`. `check_adapter` runs
+them all."""
 
 
 def check_adapter(

@@ -234,8 +234,9 @@ def _reads_noise_level(schedule: Schedule, state: StepState) -> bool:
 def check_schedule_noise_level(schedule: Schedule) -> None:
     """Only a schedule that declares `uses_noise_level = True` reads the noise level; it refuses clearly without one.
 
-    Samplers provide the noise level only to the schedules that declare it, so an undeclared read would see `None`
-    under one integration and a value under another.
+    The diffusers integration computes the noise level only for the schedules that declare it, while k-diffusion
+    and ComfyUI samplers always report it: an undeclared read sees `None` under the first and a value under the
+    others.
     """
     if schedule.uses_noise_level:
         _expect_error(
@@ -276,11 +277,14 @@ FILTER_CHECKS: tuple[Callable[[Filter], None], ...] = (
     check_strength_validation,
     check_model,
 )
+"""Every filter check, in order; each takes the filter. `check_filter` runs them all."""
+
 SCHEDULE_CHECKS: tuple[Callable[[Schedule], None], ...] = (
     check_schedule_range,
     check_schedule_noise_level,
     check_model,
 )
+"""Every schedule check, in order; each takes the schedule. `check_schedule` runs them all."""
 
 
 def check_filter(filter_: Filter) -> None:
