@@ -155,7 +155,7 @@ def test_the_wheel_holds_every_package_file_and_nothing_else(core):
     names = core.wheel_names
     package = {name for name in names if not name.startswith(dist_info + "/")}
     assert package == source_files("alg_guidance")
-    assert {"alg_guidance/presets.yaml", "alg_guidance/assets/sample.png"} <= package
+    assert {"alg_guidance/presets.yaml", "alg_guidance/assets/sample.png", "alg_guidance/py.typed"} <= package
     assert not any(name.startswith(("tests/", "docs/", "plugins/")) for name in names)
     entry_points = core.wheel_file(".dist-info/entry_points.txt")
     assert "alg-guidance = alg_guidance.cli:main" in entry_points
