@@ -43,7 +43,11 @@ def evaluate(
         Path | None, typer.Option(help="Write a PNG chart of the metrics here.", callback=path_check(output_file))
     ] = None,
 ) -> None:
-    """Measure motion (VBench dynamic degree, top-5% optical flow), first-frame fidelity and smoothness."""
+    """Measure the motion, fidelity and smoothness of videos.
+
+    Motion as VBench's dynamic degree and the top-5% optical flow, fidelity as the first frame's PSNR and SSIM
+    against the input image, smoothness as temporal flickering and motion jitter.
+    """
     images = list(image or [])
     if len(images) not in (0, 1, len(videos)):
         raise typer.BadParameter(

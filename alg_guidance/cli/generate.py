@@ -82,7 +82,10 @@ def generate(
         ),
     ] = False,
 ) -> None:
-    """Sample a video from a diffusers image-to-video pipeline with ALG."""
+    """Sample a video with ALG from a diffusers image-to-video model.
+
+    Every input is checked before the model loads.
+    """
     chosen = chosen_config(preset, config, overrides, default=None)
     target = resolve_device(device)
     weights = resolve_dtype(dtype.value, target)

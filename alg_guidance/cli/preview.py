@@ -46,7 +46,11 @@ def preview(
         Path, typer.Option(help="Output folder (created; its parent must exist).", callback=path_check(output_folder))
     ] = Path("alg-preview"),
 ) -> None:
-    """Render the filtered condition at each strength the schedule visits, and the schedule itself."""
+    """Draw what a config does: the filtered condition, and when.
+
+    Writes filtered.png, the condition at the strengths the schedule visits (at most 8, sampled evenly when it
+    visits more), and schedule.png, the strength against step and noise level.
+    """
     if image and latent:
         raise typer.BadParameter("give --image or --latent, not both")
     chosen = chosen_config(preset, config, overrides)
