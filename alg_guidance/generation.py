@@ -1,8 +1,8 @@
 """Load a diffusers image-to-video pipeline and sample a video from it: the logic of `alg-guidance generate`.
 
-[`read_model_index`][alg_guidance.generation.read_model_index] finds a model and reads its pipeline class and
-components before any weights load; [`load_pipeline`][alg_guidance.generation.load_pipeline] reads a local model
-directory or the Hugging Face cache (honouring `HF_HUB_OFFLINE`) onto a device, with optional CPU offloading;
+`read_model_index` finds a model and reads its pipeline class and components before any weights load;
+[`load_pipeline`][alg_guidance.generation.load_pipeline] reads a local model directory or the Hugging Face cache
+(honouring `HF_HUB_OFFLINE`) onto a device, with optional CPU offloading;
 [`pipeline_arguments`][alg_guidance.generation.pipeline_arguments] turns generic options into the arguments the
 pipeline's own `__call__` takes; [`sample_video`][alg_guidance.generation.sample_video] runs it with a seed.
 ALG is switched on around `sample_video` with [`alg.enable`][alg_guidance.integrations.diffusers.enable].
