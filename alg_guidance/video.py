@@ -118,6 +118,20 @@ def _read_frame_folder(folder: Path, fps: float | None) -> Video:
     return Video(np.stack(frames), float(fps))
 
 
+def check_output_file(path: str | Path) -> None:
+    """Refuse to write a file where no folder holds it, or where a folder is: no folder is created unasked.
+
+    Raises:
+        FileNotFoundError: The folder of `path` does not exist.
+        IsADirectoryError: `path` is a folder.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"there is no folder {path.parent} to write {path.name} into; create it first")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name")
+
+
 def write_video(path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 17, progress: bool = True) -> Path:
     """Encode frames as an H.264 MP4 (yuv420p, playable everywhere), with a progress bar.
 
@@ -133,7 +147,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 
 
     Raises:
         ValueError: The frames are not `[F, H, W, 3]`, or H or W is odd (yuv420p halves the colour planes).
-        FileNotFoundError: The folder of `path` does not exist.
+        OSError: The folder of `path` does not exist, or `path` is a folder (see `check_output_file`).
     """
     import imageio_ffmpeg
     from tqdm import tqdm
@@ -143,8 +157,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 
     if height % 2 or width % 2:
         raise ValueError(f"H.264 in yuv420p needs an even height and width, got {height} x {width}")
     path = Path(path)
-    if not path.parent.is_dir():  # ffmpeg would fail with its whole log
-        raise FileNotFoundError(f"there is no folder {path.parent} to write {path.name} into")
+    check_output_file(path)  # ffmpeg would fail with its whole log
     writer = imageio_ffmpeg.write_frames(
         str(path),
         (width, height),

@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
-from ..video import VIDEO_SUFFIXES, check_video_source, read_video
-from .options import image_file, output_file, path_check
+from ..video import VIDEO_SUFFIXES, check_output_file, check_video_source, read_video
+from .options import image_file, path_check
+
+_output_file = path_check(check_output_file)  # the callback of the options that name a file to write
 
 
 def evaluate(
@@ -34,13 +36,13 @@ def evaluate(
     ] = None,
     json_path: Annotated[
         Path | None,
-        typer.Option("--json", help="Write the metrics as JSON here.", callback=path_check(output_file)),
+        typer.Option("--json", help="Write the metrics as JSON here.", callback=_output_file),
     ] = None,
     csv_path: Annotated[
-        Path | None, typer.Option("--csv", help="Write the metrics as CSV here.", callback=path_check(output_file))
+        Path | None, typer.Option("--csv", help="Write the metrics as CSV here.", callback=_output_file)
     ] = None,
     plot: Annotated[
-        Path | None, typer.Option(help="Write a PNG chart of the metrics here.", callback=path_check(output_file))
+        Path | None, typer.Option(help="Write a PNG chart of the metrics here.", callback=_output_file)
     ] = None,
 ) -> None:
     """Measure the motion, fidelity and smoothness of videos.

@@ -20,7 +20,8 @@ from ..generation import (
     sample_video,
     takes_prompt,
 )
-from .options import ConfigOption, PresetOption, SetOption, chosen_config, image_file, output_file, path_check
+from ..video import check_output_file
+from .options import ConfigOption, PresetOption, SetOption, chosen_config, image_file, path_check
 
 
 class DType(str, Enum):
@@ -39,6 +40,13 @@ class Offload(str, Enum):
     model = "model"
     sequential = "sequential"
     group = "group"
+
+
+def _mp4_file(path: Path) -> None:
+    """Refuse an output that is not an `.mp4` file in an existing folder (raises ValueError or OSError)."""
+    if path.suffix != ".mp4":
+        raise ValueError(f"the output must be an .mp4 file, got {path.name}")
+    check_output_file(path)
 
 
 def generate(
@@ -69,7 +77,7 @@ def generate(
         Path,
         typer.Option(
             help="The MP4 to write, in an existing folder; other outputs are named after it.",
-            callback=path_check(mp4_file),
+            callback=path_check(_mp4_file),
         ),
     ] = Path("alg.mp4"),
     gif: Annotated[bool, typer.Option(help="Also write a GIF beside each MP4.")] = False,
@@ -120,17 +128,6 @@ def generate(
         written += _write(_beside(out, "no-alg"), baseline, fps, gif=gif, save_frames=save_frames)
         written += _compare(out, guided, baseline, fps, np.asarray(picture), gif=gif)
     typer.echo("wrote " + ", ".join(str(path) for path in written))
-
-
-def mp4_file(path: Path) -> None:
-    """Refuse an output that is not an `.mp4` file in an existing folder.
-
-    Raises:
-        ValueError: Another suffix, or a missing folder (see `output_file`).
-    """
-    if path.suffix != ".mp4":
-        raise ValueError(f"the output must be an .mp4 file, got {path.name}")
-    output_file(path)
 
 
 def _check_prompt(model: str, model_index: dict, prompt: str | None, negative_prompt: str | None) -> None:

@@ -98,14 +98,14 @@ class CheckedCommand(TyperCommand):
 def path_check(check: Callable[[Path], object]) -> Callable[[Any], Any]:
     """A typer callback that runs `check` on an option's path, or on each of its paths, before the command starts.
 
-    A `ValueError` that `check` raises becomes a `typer.BadParameter` naming the option.
+    A `ValueError` or `OSError` that `check` raises becomes a `typer.BadParameter` naming the option.
     """
 
     def callback(value: Any) -> Any:
         for path in value if isinstance(value, list) else [] if value is None else [value]:
             try:
                 check(path)
-            except ValueError as error:
+            except (ValueError, OSError) as error:
                 raise typer.BadParameter(str(error)) from None
         return value
 
@@ -125,18 +125,6 @@ def image_file(path: Path) -> None:
             pass
     except UnidentifiedImageError:
         raise ValueError(f"{path} is not an image (PNG, JPEG, WebP, BMP or another format Pillow reads)") from None
-
-
-def output_file(path: Path) -> None:
-    """Refuse an output file whose folder does not exist: outputs go only where the user said.
-
-    Raises:
-        ValueError: The folder is missing, or `path` is a folder.
-    """
-    if not path.parent.is_dir():
-        raise ValueError(f"there is no folder {path.parent} to write {path.name} into; create it first")
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a file name")
 
 
 def output_folder(path: Path) -> None:
