@@ -14,8 +14,9 @@ from .plugins import plugins
 from .presets import presets
 from .preview import preview
 
-# rich_markup_mode=None: click's plain help, which wraps long words at any width where rich's panels cut them short
-app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
+# rich_markup_mode=None: click's plain help, which wraps long words at any width where rich's panels cut them short;
+# a bug's traceback without every frame's local variables (input errors end as usage errors, see CheckedCommand)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_show_locals=False)
 
 
 def _print_version(asked: bool) -> None:
