@@ -1,5 +1,6 @@
 """Load a diffusers image-to-video pipeline and sample a video from it: the logic of `alg-guidance generate`.
 
+`read_model_index` finds a model and reads its pipeline class and components before any weights load;
 [`load_pipeline`][alg_guidance.generation.load_pipeline] reads a local model directory or the Hugging Face cache
 (honouring `HF_HUB_OFFLINE`) onto a device, with optional CPU offloading;
 [`pipeline_arguments`][alg_guidance.generation.pipeline_arguments] turns generic options into the arguments the
@@ -19,8 +20,10 @@ Examples:
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +108,78 @@ def check_offload(offload: str, device: torch.device) -> None:
         )
 
 
+def read_model_index(model: str | os.PathLike[str], *, offline: bool = False) -> dict[str, Any]:
+    """The `model_index.json` of a diffusers model: its pipeline class and components, read before any weights.
+
+    A local directory must hold the file; for a Hugging Face model id it is read from the cache, or downloaded
+    alone while the Hub is on, so a wrong model is named before anything large loads.
+
+    Args:
+        model: A local model directory, or a model id such as `"Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"`.
+        offline: Use local files only, as `HF_HUB_OFFLINE=1` (also honoured) does.
+
+    Raises:
+        ALGError: `model` is a file, a directory without `model_index.json`, neither a directory nor a model id,
+            a model id that is not cached while the Hub is off or unreachable (the message says how to get it),
+            that the Hub does not have, or whose model has no `model_index.json`; or the file is not JSON.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        index = path / "model_index.json"
+        if not index.is_file():
+            raise ALGError(
+                f"{model} is not a diffusers model directory: it has no model_index.json (save_pretrained writes one)"
+            )
+    elif path.exists():
+        raise ALGError(f"{model} is a file; give a diffusers model directory or a Hugging Face model id")
+    else:
+        index = _hub_model_index(str(model), offline or hub_offline())
+    try:
+        return json.loads(index.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ALGError(f"{index} is not valid JSON: {error}") from None
+
+
+def _hub_model_index(model: str, offline: bool) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        return Path(hf_hub_download(model, "model_index.json", local_files_only=offline))
+    except HFValidationError:
+        raise ALGError(f"{model} is neither a model directory nor a Hugging Face model id") from None
+    except LocalEntryNotFoundError:
+        raise ALGError(_not_cached(model, offline)) from None
+    except EntryNotFoundError:
+        raise ALGError(
+            f"model {model!r} on the Hugging Face Hub has no model_index.json: it is no diffusers pipeline"
+        ) from None
+    except RepositoryNotFoundError:
+        raise ALGError(
+            f"the Hugging Face Hub has no model {model!r} (or it is private or gated: log in with `hf auth login`)"
+        ) from None
+
+
+def takes_prompt(model_index: Mapping[str, Any]) -> bool:
+    """Whether the pipeline of a `model_index.json` reads a text prompt: whether it has a text encoder.
+
+    Examples:
+        >>> takes_prompt({"text_encoder": ["transformers", "UMT5EncoderModel"], "transformer_2": [None, None]})
+        True
+        >>> takes_prompt({"image_encoder": ["transformers", "CLIPVisionModelWithProjection"]})
+        False
+    """
+    return any(
+        name.startswith("text_encoder") and isinstance(component, list) and component[0] is not None
+        for name, component in model_index.items()
+    )
+
+
 def load_pipeline(
     model: str | os.PathLike[str],
     *,
@@ -125,23 +200,18 @@ def load_pipeline(
         offline: Use local files only, as `HF_HUB_OFFLINE=1` does.
 
     Raises:
-        ALGError: `model` is neither a directory nor a model id; a model id is not in the cache while the Hub is
-            off or unreachable (the message says which and how to get it); the offload mode does not suit `device`.
+        ALGError: The offload mode does not suit `device`; `model` cannot be found (see `read_model_index`), or
+            its weights are not in the cache while the Hub is off or unreachable.
     """
     from diffusers import DiffusionPipeline
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-    from huggingface_hub.utils import validate_repo_id
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     device = torch.device(device)
     check_offload(offload, device)
+    offline = offline or hub_offline()
+    read_model_index(model, offline=offline)
     path = Path(model).expanduser()
     local = path.is_dir()
-    if not local:
-        try:
-            validate_repo_id(str(model))
-        except HFValidationError:
-            raise ALGError(f"{model} is neither a model directory nor a Hugging Face model id") from None
-    offline = offline or hub_offline()
     try:
         pipeline = DiffusionPipeline.from_pretrained(
             str(path) if local else str(model), dtype=dtype, local_files_only=local or offline

@@ -7,6 +7,8 @@ The condition can be an image (shown as the model would see it after encoding) o
 
 from __future__ import annotations
 
+import math
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
@@ -21,7 +23,20 @@ from .schedules import StepState
 LATENT_SCALE = 8  # the spatial downsampling of the VAEs of Wan, CogVideoX, HunyuanVideo and SVD
 LATENT_SUFFIXES = (".pt", ".pth", ".safetensors")
 CONTRAST_PERCENTILES = (0.01, 0.99)  # the latent component range mapped to black and white
-PANEL_INCHES = 3.2  # the width of one panel of the filter grid; 320 pixels at the 100 dpi it is saved with
+PANEL_INCHES = 3.2  # the longer side of one panel of the filter grid; 320 pixels at the 100 dpi it is saved with
+TITLE_INCHES = 0.5  # the height of a panel's two-line title
+SUPTITLE_INCHES = 0.3  # the height of the figure's title
+GRID_COLUMNS = 4  # panels per row of the filter grid
+MAX_PANELS = 8  # at most this many strengths are drawn (two rows); a smooth schedule visits one per step
+# the timestep shift of the default diffusers scheduler of each preset's flow-matching model, which places the
+# steps on the noise-level axis; the other presets' models are not flow-matching (CogVideoX, SVD) or shift by
+# resolution (LTX-Video), and get 1 (no shift)
+SAMPLER_SHIFTS = {
+    "wan2.1": 3.0,  # Wan 2.1 I2V Diffusers: UniPC with flow_shift 3 (480p; Wan suggests 5 at 720p)
+    "wan2.2": 5.0,  # Wan 2.2 I2V A14B and TI2V-5B: sample_shift 5
+    "skyreels-v2": 3.0,  # SkyReels-V2 I2V: shift 3 (8 for its text-to-video models)
+    "hunyuanvideo": 7.0,  # HunyuanVideo I2V Diffusers: FlowMatchEulerDiscreteScheduler with shift 7
+}
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,16 @@ def flow_matching_noise_level(step: int, num_steps: int, shift: float = 1.0) -> 
     return shift * t / (1.0 + (shift - 1.0) * t)
 
 
+def default_shift(preset: str | None) -> float:
+    """The timestep shift of the model `preset` is for (see `SAMPLER_SHIFTS`); 1 (no shift) for other presets or None.
+
+    Examples:
+        >>> default_shift("wan2.1"), default_shift("cogvideox"), default_shift(None)
+        (3.0, 1.0, 1.0)
+    """
+    return SAMPLER_SHIFTS.get(preset or "", 1.0)
+
+
 def trace_schedule(config: ALGConfig, num_steps: int = 50, shift: float = 1.0) -> ScheduleTrace:
     """The strengths `config` applies over `num_steps` flow-matching steps with timestep `shift`."""
     states = tuple(
@@ -76,19 +101,30 @@ def filtered_views(image: torch.Tensor, config: ALGConfig, strengths: list[float
     """The image as the model would see it at each strength.
 
     In latent space the filter acts on a grid `LATENT_SCALE` times coarser than the image, so the image is
-    first reduced to that grid (area averaging), filtered there, and shown enlarged.
+    first reduced to that grid (area averaging), filtered there, and shown enlarged. At strength 0 nothing is
+    filtered and the latent stands for the image itself, which is shown at full resolution.
     """
     height, width = image.shape[-2:]
     views = []
     for strength in strengths:
-        if config.space == "latent":
+        if config.space == "pixel" or strength == 0:
+            view = config.filter(image, strength)
+        else:
             coarse = F.interpolate(image[None], scale_factor=1 / LATENT_SCALE, mode="area")
             filtered = config.filter(coarse, strength)
             view = F.interpolate(filtered, size=(height, width), mode="nearest")[0]
-        else:
-            view = config.filter(image, strength)
         views.append(view.clamp(0, 1))
     return views
+
+
+def check_latent_path(path: str | Path) -> None:
+    """Refuse a file that cannot hold a saved latent: one not ending in `.pt`, `.pth` or `.safetensors`.
+
+    Raises:
+        ValueError: Another suffix.
+    """
+    if Path(path).suffix not in LATENT_SUFFIXES:
+        raise ValueError(f"a saved latent must end in one of {', '.join(LATENT_SUFFIXES)}, got {Path(path).name}")
 
 
 def load_latent(path: str | Path, key: str | None = None) -> torch.Tensor:
@@ -99,18 +135,27 @@ def load_latent(path: str | Path, key: str | None = None) -> torch.Tensor:
         key: The tensor's name when the file holds several (a dict, or a safetensors file with more than one).
 
     Raises:
-        ValueError: An unknown suffix, no tensor, several tensors and no `key`, or an unknown `key`; the message
-            lists the tensors the file holds.
+        ValueError: An unknown suffix; a file that is not a safetensors file or a `torch.save` file of tensors
+            (Python objects other than tensors are refused, never unpickled); no tensor, several tensors and no
+            `key`, or an unknown `key` (the message lists the tensors the file holds).
     """
     path = Path(path)
-    if path.suffix not in LATENT_SUFFIXES:
-        raise ValueError(f"a saved latent must end in one of {', '.join(LATENT_SUFFIXES)}, got {path.name}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    check_latent_path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        content: object = load_file(path)
-    else:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+            content: object = load_file(path)
+        else:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path.name} is not a file of tensors saved with torch.save: it holds other Python objects, which are "
+            "refused rather than unpickled (weights_only=True), or it is no torch.save file at all"
+        ) from error
+    except Exception as error:  # whatever torch or safetensors raise for a file they cannot parse
+        kind = "a safetensors file" if path.suffix == ".safetensors" else "a file of tensors saved with torch.save"
+        raise ValueError(f"{path.name} is not {kind} ({type(error).__name__}: {error})") from error
     if isinstance(content, torch.Tensor):
         return content.float()
     if not isinstance(content, Mapping):
@@ -168,6 +213,25 @@ def latent_views(latent: torch.Tensor, config: ALGConfig, strengths: list[float]
     return views
 
 
+def shown_strengths(visited: Mapping[float, list[int]], limit: int = MAX_PANELS) -> list[float]:
+    """The strengths the filter grid draws, strongest first: 0 (the unfiltered condition) and every visited one.
+
+    Past `limit` strengths (a smooth schedule visits one per step), `limit` of them evenly spaced in that order,
+    the strongest and 0 included.
+
+    Examples:
+        >>> shown_strengths({1.0: [0, 1], 0.5: [2]})
+        [1.0, 0.5, 0.0]
+        >>> shown_strengths({step / 10: [10 - step] for step in range(1, 11)}, limit=4)
+        [1.0, 0.7, 0.3, 0.0]
+    """
+    strengths = sorted({0.0, *visited}, reverse=True)
+    if len(strengths) <= limit:
+        return strengths
+    picks = sorted({round(index * (len(strengths) - 1) / (limit - 1)) for index in range(limit)})
+    return [strengths[index] for index in picks]
+
+
 def render_preview(
     config: ALGConfig,
     output_dir: str | Path,
@@ -179,9 +243,11 @@ def render_preview(
 ) -> tuple[Path, Path]:
     """Write `filtered.png` (the condition at each strength visited) and `schedule.png` (the strength plots).
 
+    The filter grid has at most `GRID_COLUMNS` panels a row and `MAX_PANELS` in all (see `shown_strengths`).
+
     Args:
         config: The configuration to preview.
-        output_dir: Where to write the two PNG files (created if needed).
+        output_dir: The folder to write the two PNG files into; created if missing, but its parent must exist.
         image: A `[3, H, W]` image in `[0, 1]`; the shipped sample image by default.
         latent: A latent condition to show instead of an image (see `latent_views`; latent space only).
         num_steps: The number of sampling steps.
@@ -196,28 +262,36 @@ def render_preview(
     from matplotlib import pyplot
 
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     if image is not None and latent is not None:
         raise ValueError("preview an image or a latent, not both")
+    output_dir.mkdir(exist_ok=True)
     trace = trace_schedule(config, num_steps, shift)
     visited = trace.visited()
-    strengths = sorted({0.0, *visited}, reverse=True)
+    strengths = shown_strengths(visited)
     if latent is None:
         views = filtered_views(load_image() if image is None else image, config, strengths)
         subject = f"{config.space} space"
     else:
         views = latent_views(latent, config, strengths)
         subject = "saved latent, first 3 principal components"
+    distinct = len({0.0, *visited})
+    if distinct > len(strengths):
+        subject += f"; {len(strengths)} of {distinct} strengths"
 
+    columns = min(len(views), GRID_COLUMNS)
+    rows = math.ceil(len(views) / columns)
     aspect = views[0].shape[-2] / views[0].shape[-1]
-    figure, axes = pyplot.subplots(1, len(views), figsize=(PANEL_INCHES * len(views), PANEL_INCHES * aspect + 0.8))
-    axes = [axes] if len(views) == 1 else axes
-    for axis, strength, view in zip(axes, strengths, views, strict=True):
+    width, height = PANEL_INCHES * min(1.0, 1 / aspect), PANEL_INCHES * min(1.0, aspect)
+    figure, axes = pyplot.subplots(
+        rows, columns, figsize=(width * columns, rows * (height + TITLE_INCHES) + SUPTITLE_INCHES), squeeze=False
+    )
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, strength, view in zip(axes.flat, strengths, views, strict=False):
         axis.imshow(view.permute(1, 2, 0).numpy())
         steps = visited.get(strength, [])
-        where = f"steps {steps[0]}-{steps[-1]}" if steps else "original"
+        where = "original" if not steps else f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}-{steps[-1]}"
         axis.set_title(f"strength {strength:.2f}\n{where}", fontsize=9)
-        axis.axis("off")
     figure.suptitle(f"{config.filter.kind} filter, {subject}", fontsize=10)
     grid_path = output_dir / "filtered.png"
     figure.tight_layout()

@@ -1,4 +1,4 @@
-"""Video metrics as a text table, JSON, CSV and a PNG chart.
+"""Video metrics as a text table, JSON, CSV and a PNG chart; the files go into existing folders.
 
 Takes the [`VideoMetrics`][alg_guidance.metrics.VideoMetrics] that
 [`evaluate_frames`][alg_guidance.metrics.evaluate_frames] returns. The chart needs matplotlib (the `cli` extra).
@@ -72,7 +72,6 @@ def write_json(results: Sequence[VideoMetrics], path: str | Path) -> Path:
     `json` reads back.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"videos": [result.as_dict() for result in results]}, indent=2) + "\n")
     return path
 
@@ -80,7 +79,6 @@ def write_json(results: Sequence[VideoMetrics], path: str | Path) -> Path:
 def write_csv(results: Sequence[VideoMetrics], path: str | Path) -> Path:
     """Write one row per video (every metric but the per-pair scores); undefined metrics are empty cells."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
@@ -101,7 +99,6 @@ def plot_metrics(results: Sequence[VideoMetrics], path: str | Path) -> Path:
     from matplotlib import pyplot
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure, (pairs, scores, similarity) = pyplot.subplots(
         1, 3, figsize=(12, 3.6), gridspec_kw={"width_ratios": [2, 1, 1.2]}
     )

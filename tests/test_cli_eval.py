@@ -15,7 +15,7 @@ from alg_guidance.cli import main
 from alg_guidance.cli.app import app
 from alg_guidance.video import write_frames, write_video
 from tests.support import synthetic_videos
-from tests.support.cli_output import words
+from tests.support.cli_output import usage_error, words
 
 runner = CliRunner()
 
@@ -85,13 +85,32 @@ def test_eval_says_what_is_wrong(videos, tmp_path):
     (tmp_path / "frames").mkdir()
     Image.new("RGB", (16, 16)).save(tmp_path / "frames" / "0.png")
     result = runner.invoke(app, ["eval", str(tmp_path / "frames")])
-    assert result.exit_code == 1
-    assert "is a folder of frames; give its frame rate" in result.output
+    assert "is a folder of frames; give its frame rate" in usage_error(result)
 
     image = str(videos / "input.png")
     result = runner.invoke(app, ["eval", str(videos / "moving.mp4"), "--image", image, "--image", image])
-    assert result.exit_code == 2
-    assert "give one --image for all videos or one per video (1), got 2" in words(result.output)
+    assert "give one --image for all videos or one per video (1), got 2" in usage_error(result)
+
+
+def test_eval_refuses_what_is_not_a_video(videos, tmp_path):
+    result = runner.invoke(app, ["eval", str(videos / "input.png")])
+    assert "input.png is not a video: give a video file (.mp4, .m4v, .mov, .mkv, .webm, .avi, .gif) or a folder" in (
+        usage_error(result)
+    )
+    (tmp_path / "junk.mp4").write_text("not a video")
+    result = runner.invoke(app, ["eval", str(tmp_path / "junk.mp4")])
+    assert "ffmpeg cannot decode" in usage_error(result) and "junk.mp4 as a video" in words(result.output)
+    (tmp_path / "notes.png").write_text("not an image")
+    result = runner.invoke(app, ["eval", str(videos / "still.mp4"), "--image", str(tmp_path / "notes.png")])
+    assert "notes.png is not an image" in usage_error(result)
+
+
+@pytest.mark.parametrize("option", ["--json", "--csv", "--plot"])
+def test_eval_writes_only_into_existing_folders(videos, tmp_path, option):
+    result = runner.invoke(app, ["eval", str(videos / "still.mp4"), option, str(tmp_path / "missing" / "m.out")])
+    assert "to write m.out into; create it first" in usage_error(result)
+    assert "measuring" not in result.output  # refused before any video is read
+    assert not (tmp_path / "missing").exists()
 
 
 def test_a_missing_opencv_names_the_extra_to_install(videos, monkeypatch, capsys):

@@ -12,7 +12,7 @@ from tests.support import synthetic_videos
 
 def test_an_mp4_round_trip_keeps_frames_size_rate_and_content(tmp_path):
     frames = synthetic_videos.translated(12, step=(0, 2), size=(48, 64))
-    path = video.write_video(tmp_path / "sub" / "clip.mp4", frames, fps=12, progress=False)
+    path = video.write_video(tmp_path / "clip.mp4", frames, fps=12, progress=False)
     decoded = video.read_video(path)
     assert decoded.frames.shape == (12, 48, 64, 3)
     assert decoded.size == (48, 64)
@@ -48,6 +48,27 @@ def test_a_folder_of_frames_reads_in_name_order_and_needs_a_rate(tmp_path):
         video.read_video(tmp_path / "missing.mp4")
 
 
+def test_files_are_written_into_existing_folders_only(tmp_path):
+    frames = synthetic_videos.static(2, size=(16, 16))
+    with pytest.raises(FileNotFoundError, match=r"there is no folder .*missing to write clip\.mp4 into"):
+        video.write_video(tmp_path / "missing" / "clip.mp4", frames, fps=8, progress=False)
+    with pytest.raises(FileNotFoundError):
+        video.write_gif(tmp_path / "missing" / "clip.gif", frames, fps=8)
+    with pytest.raises(FileNotFoundError):
+        video.write_frames(tmp_path / "missing" / "frames", frames)
+    assert not (tmp_path / "missing").exists()
+    assert len(video.write_frames(tmp_path / "frames", frames)) == 2  # the named folder itself is created
+
+
+def test_still_images_and_undecodable_files_are_not_videos(tmp_path):
+    Image.new("RGB", (16, 16)).save(tmp_path / "first.png")
+    with pytest.raises(ValueError, match=r"first.png is not a video: give a video file \(.mp4, .m4v, .mov"):
+        video.read_video(tmp_path / "first.png")
+    (tmp_path / "junk.webm").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"ffmpeg cannot decode .*junk\.webm as a video"):
+        video.read_video(tmp_path / "junk.webm")
+
+
 def test_odd_sizes_and_wrong_shapes_are_refused(tmp_path):
     with pytest.raises(ValueError, match="even height and width, got 15 x 16"):
         video.write_video(tmp_path / "odd.mp4", np.zeros((2, 15, 16, 3), np.uint8), fps=8)
@@ -67,3 +88,11 @@ def test_side_by_side_puts_each_video_under_its_label_with_a_gap():
     assert both[:, :strip, :48].any() and both[:, :strip, 56:].any()  # the labels are drawn
     with pytest.raises(ValueError, match="equal frame counts and heights"):
         video.side_by_side([left, right[:2]], ["a", "b"])
+
+
+@pytest.mark.parametrize("width", [48, 64, 200])
+def test_labels_are_drawn_whole_whatever_the_width(width):
+    clip = np.zeros((1, 64, width, 3), np.uint8)
+    header = video.side_by_side([clip, clip], ["ALG", "without ALG"], gap=8)[0, :16, width + 8 :]
+    inked = np.flatnonzero(header.any(axis=(0, 2)))
+    assert len(inked) and inked[0] > 0 and inked[-1] < width - 1  # clear of both edges: nothing cut off

@@ -28,7 +28,7 @@ def main() -> None:
     try:
         from .app import app
 
-        app()
+        app(prog_name="alg-guidance")
     except ModuleNotFoundError as error:
         extra = EXTRAS.get((error.name or "").partition(".")[0])
         if extra is None:

@@ -10,7 +10,18 @@ import numpy as np
 import typer
 
 from ..config import ALGConfig
-from .options import ConfigOption, PresetOption, SetOption, chosen_config, reported_errors
+from ..generation import (
+    check_offload,
+    load_pipeline,
+    pipeline_arguments,
+    read_model_index,
+    resolve_device,
+    resolve_dtype,
+    sample_video,
+    takes_prompt,
+)
+from ..video import check_output_file
+from .options import ConfigOption, PresetOption, SetOption, chosen_config, image_file, path_check
 
 
 class DType(str, Enum):
@@ -31,10 +42,20 @@ class Offload(str, Enum):
     group = "group"
 
 
+def _mp4_file(path: Path) -> None:
+    """Refuse an output that is not an `.mp4` file in an existing folder (raises ValueError or OSError)."""
+    if path.suffix != ".mp4":
+        raise ValueError(f"the output must be an .mp4 file, got {path.name}")
+    check_output_file(path)
+
+
 def generate(
     model: Annotated[str, typer.Argument(help="A diffusers model directory (save_pretrained) or a Hub model id.")],
-    image: Annotated[Path, typer.Argument(help="The input image.", exists=True, dir_okay=False)],
-    prompt: Annotated[str | None, typer.Option(help="The text prompt.")] = None,
+    image: Annotated[
+        Path,
+        typer.Argument(help="The input image.", exists=True, dir_okay=False, callback=path_check(image_file)),
+    ],
+    prompt: Annotated[str | None, typer.Option(help="The text prompt; required by models with a text encoder.")] = None,
     negative_prompt: Annotated[str | None, typer.Option(help="The negative prompt.")] = None,
     preset: PresetOption = None,
     config: ConfigOption = None,
@@ -52,7 +73,13 @@ def generate(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps or xpu.")] = "auto",
     offload: Annotated[Offload, typer.Option(help="CPU offloading onto an accelerator.")] = Offload.none,
     offline: Annotated[bool, typer.Option(help="Use local files only, as HF_HUB_OFFLINE=1 does.")] = False,
-    out: Annotated[Path, typer.Option(help="The MP4 to write; other outputs are named after it.")] = Path("alg.mp4"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="The MP4 to write, in an existing folder; other outputs are named after it.",
+            callback=path_check(_mp4_file),
+        ),
+    ] = Path("alg.mp4"),
     gif: Annotated[bool, typer.Option(help="Also write a GIF beside each MP4.")] = False,
     save_frames: Annotated[bool, typer.Option(help="Also write the frames as PNGs into <out>-frames/.")] = False,
     compare: Annotated[
@@ -63,42 +90,54 @@ def generate(
         ),
     ] = False,
 ) -> None:
-    """Sample a video from a diffusers image-to-video pipeline with ALG."""
-    from ..adapters.lookup import find_adapter
-    from ..generation import load_pipeline, pipeline_arguments, resolve_device, resolve_dtype, sample_video
-    from ..integrations.diffusers import enable
+    """Sample a video with ALG from a diffusers image-to-video model.
 
-    if out.suffix != ".mp4":
-        raise typer.BadParameter(f"the output must be an .mp4 file, got {out.name}", param_hint="--out")
+    Every input is checked before the model loads.
+    """
     chosen = chosen_config(preset, config, overrides, default=None)
-    with reported_errors():
-        target = resolve_device(device)
-        weights = resolve_dtype(dtype.value, target)
-        pipe = load_pipeline(model, dtype=weights, device=target, offload=offload.value, offline=offline)
-        if chosen is None:
-            chosen = chosen_config(find_adapter(pipe).preset, None, overrides)
-        picture = _load_rgb(image)
-        arguments = pipeline_arguments(
-            pipe,
-            image=picture,
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            height=height,
-            width=width,
-            num_frames=frames,
-            num_inference_steps=steps,
-            guidance_scale=guidance_scale,
-            fps=fps,
-        )
-        baseline = sample_video(pipe, arguments, seed=seed, description="sampling without ALG") if compare else None
-        with enable(pipe, chosen) as handle:
-            typer.echo(f"ALG: adapter {handle.adapter.name}, {_describe(handle.config)}", err=True)
-            guided = sample_video(pipe, arguments, seed=seed, description="sampling with ALG")
+    target = resolve_device(device)
+    weights = resolve_dtype(dtype.value, target)
+    check_offload(offload.value, target)
+    _check_prompt(model, read_model_index(model, offline=offline), prompt, negative_prompt)
+
+    from ..adapters.lookup import find_adapter
+    from ..integrations.diffusers import enable  # imports diffusers: only once the input is known to be good
+
+    pipe = load_pipeline(model, dtype=weights, device=target, offload=offload.value, offline=offline)
+    if chosen is None:
+        chosen = chosen_config(find_adapter(pipe).preset, None, overrides)
+    picture = _load_rgb(image)
+    arguments = pipeline_arguments(
+        pipe,
+        image=picture,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        height=height,
+        width=width,
+        num_frames=frames,
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        fps=fps,
+    )
+    baseline = sample_video(pipe, arguments, seed=seed, description="sampling without ALG") if compare else None
+    with enable(pipe, chosen) as handle:
+        typer.echo(f"ALG: adapter {handle.adapter.name}, {_describe(handle.config)}", err=True)
+        guided = sample_video(pipe, arguments, seed=seed, description="sampling with ALG")
     written = _write(out, guided, fps, gif=gif, save_frames=save_frames)
     if baseline is not None:
         written += _write(_beside(out, "no-alg"), baseline, fps, gif=gif, save_frames=save_frames)
         written += _compare(out, guided, baseline, fps, np.asarray(picture), gif=gif)
     typer.echo("wrote " + ", ".join(str(path) for path in written))
+
+
+def _check_prompt(model: str, model_index: dict, prompt: str | None, negative_prompt: str | None) -> None:
+    pipeline = model_index.get("_class_name", "its pipeline")
+    if takes_prompt(model_index) and prompt is None:
+        raise typer.BadParameter(f"{model} ({pipeline}) has a text encoder and needs a prompt", param_hint="--prompt")
+    if not takes_prompt(model_index) and (prompt is not None or negative_prompt is not None):
+        raise typer.BadParameter(
+            f"{model} ({pipeline}) has no text encoder and takes no prompt", param_hint="--prompt/--negative-prompt"
+        )
 
 
 def _describe(config: ALGConfig) -> str:

@@ -8,7 +8,10 @@ from ..registry import list_plugins
 
 
 def plugins() -> None:
-    """List the registered filters, schedules and adapters with the plugin and distribution behind them."""
+    """List plugins and the filters, schedules and adapters they add.
+
+    With the distribution and version behind each plugin, and the reason for any that failed to load.
+    """
     for plugin in list_plugins():
         where = f"{plugin.distribution} {plugin.version}" if plugin.distribution else "added by hand"
         typer.echo(f"{plugin.name} ({where})")

@@ -55,6 +55,7 @@ def generate(work: Path) -> None:
     Image.fromarray(sample_pixels()).save(work / "sample.png")
     size = ["--height", "96", "--width", "160", "--frames", "17", "--steps", "8", "--fps", "8", "--device", "cpu"]
     out = work / "generate" / "boat.mp4"
+    out.parent.mkdir()
     printed = run("generate", str(model), str(work / "sample.png"), "--prompt", "a boat sails", *size,
                   "--compare", "--out", str(out))  # fmt: skip
     # frames 0, 8 and 16 of the side-by-side video, one above the other

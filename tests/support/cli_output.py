@@ -10,3 +10,11 @@ def words(output: str) -> str:
     wherever the panel wrapped it.
     """
     return " ".join(output.replace("│", " ").split())
+
+
+def usage_error(result) -> str:
+    """The words of a command's usage error, checked to be one: exit status 2, a short message, no traceback."""
+    assert result.exit_code == 2, (result.exception, result.output)
+    assert "Traceback" not in result.output
+    assert result.output.count("\n") <= 6, result.output  # a progress bar redraws on one line
+    return words(result.output)
