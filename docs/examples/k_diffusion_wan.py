@@ -32,7 +32,7 @@ def main() -> None:
 
 def real_model(model: str) -> tuple[WanImageToVideoPipeline, dict]:
     """The Wan 2.1 I2V checkpoint on a GPU, and a 480p, 81-frame call."""
-    pipe = WanImageToVideoPipeline.from_pretrained(model, torch_dtype=torch.bfloat16).to("cuda")
+    pipe = WanImageToVideoPipeline.from_pretrained(model, dtype=torch.bfloat16).to("cuda")
     image = load_image("input.png").resize((832, 480))
     return pipe, {
         "image": image,
