@@ -227,8 +227,8 @@ def _expand_dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
                 "overrides",
                 path,
                 "override_conflict",
-                f"overrides {outer!r} and {key!r} both set {key!r}: give the section's fields one by one "
-                f"(e.g. '{outer}.kind') or the whole section, not both",
+                f"overrides {short_repr(outer)} and {short_repr(key)} both set {short_repr(key)}: give a section "
+                "whole or field by field ('filter.kind', 'filter.sigma'), not both",
                 overrides[key],
             )
         section = expanded

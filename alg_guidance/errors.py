@@ -42,7 +42,7 @@ class ConfigError(ALGError, ValueError):
 class UnknownPluginError(ALGError, LookupError):
     """A filter, schedule, adapter or preset name that nothing registered."""
 
-    def __init__(self, kind: str, name: str, available: Iterable[str]) -> None:
+    def __init__(self, kind: str, name: object, available: Iterable[str]) -> None:
         self.kind = kind
         self.name = name
         self.available = sorted(available)
