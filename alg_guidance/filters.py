@@ -156,7 +156,7 @@ class Gaussian(Filter):
         return 2 * max(1, math.ceil(self.truncate * self.sigma * strength)) + 1
 
     def check_size(self, height: int, width: int) -> None:
-        """Check that the kernel fits an `height x width` plane, as every border but `"reflect"` needs.
+        """Check that the kernel fits a `height x width` plane, as every border but `"reflect"` needs.
 
         Raises:
             ConfigError: The radius at strength 1 exceeds `min(height, width)`; the message gives the largest
