@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 
 from .config import ALGConfig, resolve_config
-from .errors import ALGError, PluginLoadWarning, RegistrationError, UnknownPluginError
+from .errors import ALGError, ConfigError, PluginLoadWarning, RegistrationError, UnknownPluginError
 from .filters import Filter
 from .hookspecs import hookimpl
 from .presets import Preset, get_preset, list_presets
@@ -55,6 +55,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "ALGConfig",
     "ALGError",
+    "ConfigError",
     "Filter",
     "PluginInfo",
     "PluginLoadWarning",

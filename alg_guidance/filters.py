@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import ConfigError
 from .hookspecs import hookimpl
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 Fraction = Annotated[float, Field(strict=True, gt=0, lt=1, allow_inf_nan=False)]
-Positive = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
 
 
 def check_strength(strength: float) -> float:
@@ -98,11 +98,11 @@ class Filter(BaseModel):
 class Downsample(Filter):
     """Bilinear down-then-up resampling, the filter of the ALG paper and its official configurations.
 
-    At strength `s` the planes are resized to `round(H * r) x round(W * r)` and back to `H x W`, both with
-    antialiased bilinear interpolation, where `r = 1 - (1 - factor) * s`.
+    At strength `s` the planes are resized to `round(H * r) x round(W * r)` (at least 1 x 1) and back to
+    `H x W`, both with antialiased bilinear interpolation, where `r = 1 - (1 - factor) * s`.
 
     Attributes:
-        factor: The resize factor at strength 1, in `(0, 1)`; smaller keeps less detail.
+        factor: The resize factor at strength 1, in `(0, 1)`; smaller keeps less detail. Default `0.4`.
 
     Examples:
         >>> Downsample(factor=0.4).factor_at(0.5)
@@ -132,11 +132,14 @@ class Gaussian(Filter):
     pixels in latent space) and the kernel radius is `ceil(truncate * sigma * s)`, at least 1.
 
     Attributes:
-        sigma: Standard deviation at strength 1, in pixels of the filtered tensor, at least 0.5 (below that
+        sigma: Standard deviation at strength 1, in pixels of the filtered tensor, in `[0.5, 1000]` (below 0.5
             a Gaussian barely filters). In latent space, `sigma=1` keeps roughly the detail that
-            `Downsample(factor=0.4)` keeps.
-        truncate: Kernel radius in standard deviations.
-        border: How the plane is extended beyond its edges.
+            `Downsample(factor=0.4)` keeps. Default `1.0`.
+        truncate: Kernel radius in standard deviations, in `(0, 10]`. Default `3.0`.
+        border: How the plane is extended beyond its edges: `"reflect"`, `"replicate"`, `"circular"` or
+            `"constant"` (zeros). A reflected kernel is clipped to the plane; with the other borders the radius
+            at strength 1, `ceil(truncate * sigma)`, must not exceed the condition's smaller side (see
+            [`check_size`][alg_guidance.filters.Gaussian.check_size]). Default `"reflect"`.
 
     Examples:
         >>> Gaussian(sigma=1.0).kernel_size(1.0)
@@ -144,13 +147,35 @@ class Gaussian(Filter):
     """
 
     kind: Literal["gaussian"] = "gaussian"
-    sigma: Annotated[float, Field(strict=True, ge=0.5, allow_inf_nan=False)] = 1.0
-    truncate: Positive = 3.0
+    sigma: Annotated[float, Field(strict=True, ge=0.5, le=1000, allow_inf_nan=False)] = 1.0
+    truncate: Annotated[float, Field(strict=True, gt=0, le=10, allow_inf_nan=False)] = 3.0
     border: Literal["reflect", "replicate", "circular", "constant"] = "reflect"
 
     def kernel_size(self, strength: float) -> int:
         """The odd kernel width used at `strength` before clipping to the plane size."""
         return 2 * max(1, math.ceil(self.truncate * self.sigma * strength)) + 1
+
+    def check_size(self, height: int, width: int) -> None:
+        """Check that the kernel fits a `height x width` plane, as every border but `"reflect"` needs.
+
+        Raises:
+            ConfigError: The radius at strength 1 exceeds `min(height, width)`; the message gives the largest
+                sigma that fits.
+
+        Examples:
+            >>> Gaussian(sigma=25.0, border="circular").check_size(60, 104)  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            alg_guidance.errors.ConfigError: gaussian filter: sigma=25.0 with truncate=3.0 needs a kernel radius ...
+        """
+        radius, side = self.kernel_size(1.0) // 2, min(height, width)
+        if self.border != "reflect" and radius > side:
+            raise ConfigError(
+                f"gaussian filter: sigma={self.sigma} with truncate={self.truncate} needs a kernel radius of "
+                f"{radius} pixels, but border={self.border!r} allows at most the smaller side of the "
+                f"{height}x{width} condition, {side}: for this condition size use sigma <= "
+                f"{side / self.truncate:.4g} (truncate * sigma <= {side}), or border='reflect'"
+            )
 
     def filter_planes(self, planes: torch.Tensor, strength: float) -> torch.Tensor:
         """Blur each plane with a Gaussian of standard deviation `sigma * strength`."""
@@ -158,6 +183,7 @@ class Gaussian(Filter):
 
         radius = self.kernel_size(strength) // 2
         height, width = planes.shape[-2:]
+        self.check_size(height, width)
         if self.border == "reflect":  # reflection cannot reach further than the plane itself
             size = (2 * min(radius, height - 1) + 1, 2 * min(radius, width - 1) + 1)
         else:
@@ -175,8 +201,9 @@ class Butterworth(Filter):
     transform so that their edges do not wrap around.
 
     Attributes:
-        cutoff: The -3 dB frequency at strength 1, as a fraction of Nyquist, in `(0, 1)`.
-        order: The filter order; higher is a sharper transition.
+        cutoff: The -3 dB frequency at strength 1, as a fraction of Nyquist, in `[0.001, 1)`; below 0.001, a
+            plane smaller than 1000 pixels would keep only its mean. Default `0.4`.
+        order: The filter order, an integer in `[1, 16]`; higher is a sharper transition. Default `2`.
 
     Examples:
         >>> Butterworth(cutoff=0.4).cutoff_at(1.0)
@@ -184,7 +211,7 @@ class Butterworth(Filter):
     """
 
     kind: Literal["butterworth"] = "butterworth"
-    cutoff: Fraction = 0.4
+    cutoff: Annotated[float, Field(strict=True, ge=0.001, lt=1, allow_inf_nan=False)] = 0.4
     order: Annotated[int, Field(strict=True, ge=1, le=16)] = 2
 
     def cutoff_at(self, strength: float) -> float:

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
-import yaml
-
 from .config import ALGConfig
+from .config_text import load_yaml
 from .errors import UnknownPluginError
 
 
@@ -34,7 +33,7 @@ class Preset:
 
 @cache
 def _presets() -> dict[str, Preset]:
-    data = yaml.safe_load(files("alg_guidance").joinpath("presets.yaml").read_text(encoding="utf-8"))
+    data = load_yaml(files("alg_guidance").joinpath("presets.yaml").read_text(encoding="utf-8"), "presets.yaml")
     return {
         name: Preset(name, entry["description"], entry["tuned"], entry["source"], ALGConfig(**entry["config"]))
         for name, entry in data.items()
@@ -55,9 +54,9 @@ def get_preset(name: str) -> Preset:
     """The preset called `name`.
 
     Raises:
-        UnknownPluginError: No preset has that name; the message lists those that exist.
+        UnknownPluginError: No preset has that name (or `name` is not a string); the message lists those that exist.
     """
-    try:
-        return _presets()[name]
-    except KeyError:
-        raise UnknownPluginError("preset", name, _presets()) from None
+    presets = _presets()
+    if isinstance(name, str) and name in presets:
+        return presets[name]
+    raise UnknownPluginError("preset", name, presets)

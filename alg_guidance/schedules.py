@@ -96,6 +96,10 @@ class Step(Schedule):
 
     With 50 steps, `end=0.2` is active for the first 10 steps, `end=0.1` for 5 and `end=0.04` for 2.
 
+    Attributes:
+        start: The progress where the window opens, in `[0, 1]`, at most `end`. Default `0.0`.
+        end: The progress where the window closes (included), in `[0, 1]`. Default `0.1`.
+
     Examples:
         >>> [Step(end=0.2)(StepState.from_step(i, 50)) for i in (9, 10)]
         [1.0, 0.0]
@@ -119,6 +123,11 @@ class Step(Schedule):
 class Linear(Schedule):
     """A straight ramp from `start_weight` at progress 0 to `end_weight` at progress `end`, constant after.
 
+    Attributes:
+        start_weight: The strength at progress 0, in `[0, 1]`. Default `1.0`.
+        end_weight: The strength from progress `end` on, in `[0, 1]`. Default `0.0`.
+        end: The progress where the ramp ends, in `(0, 1]`. Default `0.5`.
+
     Examples:
         >>> Linear(end=0.5)(StepState.from_step(1, 5))
         0.5
@@ -139,6 +148,9 @@ class Linear(Schedule):
 
 class Cosine(Schedule):
     """A half cosine from 1 at progress 0 down to 0 at progress `end`, zero after.
+
+    Attributes:
+        end: The progress where the strength reaches 0, in `(0, 1]`. Default `0.2`.
 
     Examples:
         >>> round(Cosine(end=0.5)(StepState.from_step(1, 5)), 6)
@@ -161,6 +173,11 @@ class Exponential(Schedule):
     With `floor=0` (the default) it is the reference's exponential schedule, which never reaches zero and
     so keeps the extra guidance branch on every step; a small floor such as 0.01 ends it.
 
+    Attributes:
+        rate: The decay per unit of progress, a finite number in `[0, inf)`; 0 keeps full strength, 10 falls to
+            0.37 at progress 0.1. Default `10.0`.
+        floor: The smallest strength kept; lower ones become 0. In `[0, 1]`. Default `0.0`.
+
     Examples:
         >>> round(Exponential(rate=10.0)(StepState.from_step(49, 50)), 6)
         4.5e-05
@@ -178,6 +195,9 @@ class Exponential(Schedule):
 
 class Constant(Schedule):
     """The same strength at every step (the reference's schedule "none" with `value=1`).
+
+    Attributes:
+        value: The strength, in `[0, 1]`. Default `1.0`.
 
     Examples:
         >>> Constant(value=0.5)(StepState.from_step(3, 10))
@@ -199,6 +219,11 @@ class Adaptive(Schedule):
     linear in between. Because it reads the noise level, the filtered window is the same whatever the step
     count, the sampler or the timestep shift. Wan 2.1's official window (the first 10 of 50 steps) ends
     at noise level 0.93 with timestep shift 3 and 0.96 with shift 5.
+
+    Attributes:
+        threshold: The noise level below which the strength is 0, in `[0, 1]`. Default `0.9`.
+        ramp: The width, in noise level, of the linear rise from 0 at `threshold` to 1 at `threshold + ramp`, in
+            `[0, 1]` with `threshold + ramp <= 1`; 0 switches at once. Default `0.0`.
 
     Examples:
         >>> Adaptive(threshold=0.9)(StepState.from_step(3, 50, noise_level=0.95))

@@ -1,19 +1,28 @@
 from __future__ import annotations
 
+import contextlib
+import copy
+import inspect
 import json
 import math
+import re
+import typing
+from pathlib import Path
+from typing import Literal
 
 import pytest
-import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import alg_guidance as alg
+from alg_guidance.cli.options import parse_overrides
 from alg_guidance.config import ALGConfig, resolve_config
-from alg_guidance.filters import Butterworth, Downsample, Gaussian
+from alg_guidance.config_text import dump_yaml, load_yaml
+from alg_guidance.errors import ConfigError, short_repr
+from alg_guidance.filters import BUILTIN_FILTERS, Butterworth, Downsample, Gaussian
 from alg_guidance.registry import Registry
-from alg_guidance.schedules import Adaptive, Constant, Cosine, Exponential, Linear, Step
+from alg_guidance.schedules import BUILTIN_SCHEDULES, Adaptive, Constant, Cosine, Exponential, Linear, Step
 
 PRESET_NAMES = [preset.name for preset in alg.list_presets()]
 
@@ -96,7 +105,9 @@ def test_configs_are_frozen():
 
 
 def test_yaml_is_loaded_safely():
-    with pytest.raises(yaml.constructor.ConstructorError):
+    with pytest.raises(
+        ConfigError, match=r"line 1, column 9: the tag '!!python/object/apply:os.system' is not allowed"
+    ):
         ALGConfig.from_yaml("filter: !!python/object/apply:os.system ['echo unsafe']\n")
 
 
@@ -108,10 +119,12 @@ def test_resolve_config_accepts_every_form_and_rejects_the_rest(tmp_path):
         resolve_config("wan")
     with pytest.raises(TypeError, match="an ALG config is an ALGConfig, a mapping, a preset name or a"):
         resolve_config(42)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match=r"cannot read config file .*missing\.yaml.*: No such file"):
         resolve_config(tmp_path / "missing.yaml")
-    with pytest.raises(ValueError, match=r"must end in one of \.yaml, \.yml, \.json"):
+    with pytest.raises(ConfigError, match=r"must end in one of \.yaml, \.yml, \.json"):
         ALGConfig.from_file(tmp_path / "config.toml")
+    with pytest.raises(ConfigError, match=r"must end in one of \.yaml, \.yml, \.json"):
+        config.save(tmp_path / "config.toml")
 
 
 # At least twenty kinds of bad configuration, each rejected with an error located at the offending field.
@@ -167,9 +180,9 @@ def test_there_are_at_least_twenty_kinds_of_bad_config():
 # Each bounded numeric field of each builtin, with the values it accepts.
 BOUNDED_FIELDS = {
     "downsample.factor": ("filter", Downsample, lambda v: 0 < v < 1),
-    "gaussian.sigma": ("filter", Gaussian, lambda v: v >= 0.5),
-    "gaussian.truncate": ("filter", Gaussian, lambda v: v > 0),
-    "butterworth.cutoff": ("filter", Butterworth, lambda v: 0 < v < 1),
+    "gaussian.sigma": ("filter", Gaussian, lambda v: 0.5 <= v <= 1000),
+    "gaussian.truncate": ("filter", Gaussian, lambda v: 0 < v <= 10),
+    "butterworth.cutoff": ("filter", Butterworth, lambda v: 0.001 <= v < 1),
     "step.end": ("schedule", Step, lambda v: 0 <= v <= 1),
     "linear.start_weight": ("schedule", Linear, lambda v: 0 <= v <= 1),
     "linear.end": ("schedule", Linear, lambda v: 0 < v <= 1),
@@ -192,3 +205,222 @@ def test_any_out_of_range_value_is_rejected_at_its_field(name, value):
     with pytest.raises(ValidationError) as caught:
         ALGConfig.model_validate(data)
     assert caught.value.errors()[0]["loc"] == (section, field)
+
+
+# Numbers are read as YAML 1.2 reads them, by the one reader every entry point uses.
+NUMBERS = [("4e-1", 0.4), ("4E-1", 0.4), ("+.4", 0.4), ("0.4", 0.4), ("4.e-1", 0.4), ("40e-2", 0.4)]
+
+
+@pytest.mark.parametrize(("text", "value"), NUMBERS)
+def test_exponents_and_other_yaml_1_2_numbers_read_as_numbers_everywhere(text, value, tmp_path):
+    expected = ALGConfig(filter=Downsample(factor=value))
+    assert ALGConfig.from_yaml(f"filter: {{kind: downsample, factor: {text}}}") == expected
+    path = tmp_path / "config.yaml"
+    path.write_text(f"filter:\n  kind: downsample\n  factor: {text}\n")
+    assert ALGConfig.from_file(path) == resolve_config(path) == expected
+    assert ALGConfig().merge(parse_overrides([f"filter.factor={text}"])) == expected
+
+
+def test_yaml_1_1_spellings_are_not_numbers():
+    assert load_yaml("[010, 0o10, 0x10, 1_000, '1e5', 1:30, 2026-01-01, <<]") == [
+        10, 8, 16, "1_000", "1e5", "1:30", "2026-01-01", "<<",
+    ]  # fmt: skip
+    assert load_yaml("[1e5, 1E+5, .inf, -.INF]") == [1e5, 1e5, math.inf, -math.inf]
+
+
+def test_strings_that_read_as_numbers_are_quoted_when_written():
+    data = {"a": "1e5", "b": "010", "c": ".5", "d": "yes", "e": 1e-5, "f": 1e300, "g": math.inf}
+    assert load_yaml(dump_yaml(data)) == data
+
+
+def test_no_module_reads_yaml_but_the_config_reader():
+    package = Path(alg.__file__).parent
+    readers = {
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if re.search(r"yaml\.(safe_)?load|SafeLoader", path.read_text(encoding="utf-8"))
+    }
+    assert readers == {"config_text.py"}
+
+
+@pytest.mark.parametrize("name", [None, 123, 0.5, True, ["wan2.1"], {"name": "wan2.1"}, "x" * 100_000])
+def test_a_preset_or_kind_that_is_not_a_name_is_a_validation_error_listing_the_names(name):
+    for data, loc, available in [
+        ({"preset": name}, ("preset",), "cogvideox, hunyuanvideo"),
+        ({"filter": {"kind": name}}, ("filter", "kind"), "butterworth, downsample, gaussian"),
+        ({"schedule": {"kind": name}}, ("schedule", "kind"), "adaptive, constant, cosine"),
+    ]:
+        with pytest.raises(ValidationError) as caught:
+            ALGConfig.model_validate(data)
+        [error] = caught.value.errors()
+        assert error["loc"] == loc
+        assert available in str(caught.value)
+        assert len(str(caught.value)) < 1000
+
+
+@pytest.mark.parametrize(
+    ("overrides", "loc", "message"),
+    [
+        (None, (), "overrides must be a mapping of field names"),
+        (["filter.factor", 0.3], (), "got list"),
+        ({1: 0.3}, ("1",), "an override key is a field name"),
+        ({"a." * 100: 1}, (short_repr("a." * 100),), "at most 16 of them joined by dots"),
+        ({"preset.x": 1}, ("preset",), "unknown preset {'x': 1}"),
+        ({"filter.kind": ["gaussian"]}, ("filter", "kind"), "unknown filter ['gaussian']"),
+        ({"filter": "gaussian", "filter.sigma": 2.0}, ("filter", "sigma"), "'filter' and 'filter.sigma' both set"),
+        (
+            {"filter.sigma": 2.0, "filter": {"kind": "gaussian"}},
+            ("filter", "sigma"),
+            "give a section whole or field by field",
+        ),
+    ],
+)
+def test_bad_overrides_are_validation_errors(overrides, loc, message):
+    with pytest.raises(ValidationError) as caught:
+        ALGConfig().merge(overrides)
+    [error] = caught.value.errors()
+    assert error["loc"] == loc
+    assert message in str(caught.value)
+
+
+def test_merge_changes_neither_the_config_nor_its_argument():
+    config = ALGConfig()
+    for overrides in (
+        {"filter": {"kind": "downsample", "factor": 0.3}, "schedule.end": 0.3},
+        {"filter": {"kind": "gaussian"}, "filter.sigma": 2.0},  # refused, but left as it was
+    ):
+        before = copy.deepcopy(overrides)
+        with contextlib.suppress(ValidationError):
+            config.merge(overrides)
+        assert overrides == before
+    assert config == ALGConfig()
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """The YAML alias bomb: each level repeats the one before nine times, 9**levels strings in all."""
+    names = "abcdefghijklmnopqrstuvwxyz"[:levels]
+    items = [", ".join(['"lol"'] * 9)] + [", ".join([f"*{name}"] * 9) for name in names[:-1]]
+    lines = [f"{name}: &{name} [{repeated}]" for name, repeated in zip(names, items, strict=True)]
+    return "\n".join([*lines, f"filter: {{kind: downsample, factor: *{names[-1]}}}", ""])
+
+
+def test_an_alias_bomb_is_refused_while_it_is_read(tmp_path):
+    bomb = billion_laughs()
+    assert len(bomb.encode()) < 500
+    message = r"line \d+, column \d+: with its aliases expanded, a config may hold at most 10000 values"
+    with pytest.raises(ConfigError, match=message):
+        ALGConfig.from_yaml(bomb)
+    path = tmp_path / "bomb.yaml"
+    path.write_text(bomb)
+    with pytest.raises(ConfigError, match=f"{re.escape(str(path))}, {message}"):
+        ALGConfig.from_file(path)
+    # aliases within the budget work; a repeated string counts by its length
+    shared = load_yaml("gaussian: &g {kind: gaussian, sigma: 2.0}\nfilter: *g\n")
+    assert ALGConfig(filter=shared["filter"]) == ALGConfig(filter=Gaussian(sigma=2.0))
+    long = "x" * 10_000
+    with pytest.raises(ConfigError, match="65536 characters of text"):
+        load_yaml(f"a: &a {long}\nb: [*a, *a, *a, *a, *a, *a, *a]\n")
+
+
+UNREADABLE = [
+    ("[" * 500 + "]" * 500, ".yaml", r"line 1, column 17: mappings and lists may be nested at most 16 deep"),
+    ("[" * 500 + "]" * 500, ".json", r"line 1: objects and arrays may be nested at most 16 deep"),
+    ('{"a": "[[[[[[[[[[[[[[[[[[[[", "b": [[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]}', ".json", "nested at most 16"),
+    ("filter: [1, 2\n", ".yaml", r"line 2, column 1: while parsing a flow sequence"),
+    ('{"filter": }', ".json", r"line 1, column 12: Expecting value"),
+    ("&a [*a]\n", ".yaml", r"line 1, column 5: an alias may not refer to a node that contains it"),
+    ("filter: *nothing\n", ".yaml", r"line 1, column 9: found undefined alias 'nothing'"),
+    ("filter: !!binary aGk=\n", ".yaml", r"the tag '!!binary' is not allowed: a config holds mappings, lists"),
+    ("filter: !median {}\n", ".yaml", r"the tag '!median' is not allowed"),
+    ("schedule: {end: !!float 1_0}\n", ".yaml", r"'1_0' is not a YAML 1.2 number"),
+    ("mode: !!int " + "1" * 5000 + "\n", ".yaml", "is too long"),
+    ('{"mode": ' + "1" * 5000 + "}", ".json", "Exceeds the limit"),
+    ("mode: a\x00b\n", ".yaml", r"unacceptable character #x0000"),
+]
+
+
+@pytest.mark.parametrize(("text", "suffix", "message"), UNREADABLE, ids=lambda case: str(case)[:40])
+def test_unreadable_config_text_raises_config_error_naming_the_file_and_line(text, suffix, message, tmp_path):
+    path = tmp_path / f"config{suffix}"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(path))}.*{message}") as caught:
+        ALGConfig.from_file(path)
+    assert len(str(caught.value)) < 500
+
+
+def test_a_large_config_file_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "large.yaml"
+    with path.open("wb") as file:
+        file.truncate(50_000_000)  # sparse: 50 MB of NUL bytes, never read
+    with pytest.raises(ConfigError, match=r"large\.yaml is longer than the 65536 bytes a config may have"):
+        ALGConfig.from_file(path)
+    with pytest.raises(ConfigError, match="longer than the 65536 characters"):
+        ALGConfig.from_yaml("#" * 70_000)
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("mode: r\xe9place\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 7 is 0xe9\)"):
+        ALGConfig.from_file(path)
+
+
+@pytest.mark.parametrize(
+    ("assignments", "message"),
+    [
+        (["filter.factor"], "--set expects KEY=VALUE, such as filter.factor=0.3; got 'filter.factor'"),
+        (["=0.3"], "--set expects KEY=VALUE"),
+        (["filter={kind: gaussian"], r"--set 'filter', line 1, column 16: while parsing a flow mapping"),
+        (["filter=!!python/name:os.system"], r"--set 'filter', line 1, column 1: the tag '!!python/name:os.system'"),
+    ],
+)
+def test_unreadable_set_overrides_raise_config_error(assignments, message):
+    with pytest.raises(ConfigError, match=re.escape(message) if "line" not in message else message):
+        parse_overrides(assignments)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"filter": {"kind": "downsample", "factor": list(range(100_000))}},
+        {"filter": {"kind": "x" * 100_000}},
+        {"filter": ["x" * 100_000] * 100},
+        {"schedule": {"kind": "step", "end": {"x" * 1000: list(range(1000))}}},
+        {"space": "x" * 100_000, "mode": list(range(100_000))},
+    ],
+    ids=["long list", "long kind", "long strings", "nested", "two fields"],
+)
+def test_validation_errors_show_bounded_excerpts_of_the_input(data):
+    with pytest.raises(ValidationError) as caught:
+        ALGConfig.model_validate(data)
+    assert len(str(caught.value)) < 1000
+
+
+def documented_attributes(cls: type) -> dict[str, str]:
+    """The `Attributes:` section of a class docstring, as {name: text on one line}."""
+    section = inspect.cleandoc(cls.__doc__).split("Attributes:\n", 1)[1].split("\n\n", 1)[0]
+    entries = re.findall(r"^    (\w+): (.*?)(?=^    \w+: |\Z)", section, re.S | re.M)
+    return {name: " ".join(text.split()) for name, text in entries}
+
+
+def documented_range(field) -> str:
+    """The range a field's constraints allow, as the docs write it: `[0, 1]`, `(0, 10]`, `[0, inf)`."""
+    bounds = {
+        name: getattr(item, name) for item in field.metadata for name in ("ge", "gt", "le", "lt") if hasattr(item, name)
+    }
+    low = f"[{bounds['ge']:g}" if "ge" in bounds else f"({bounds['gt']:g}"
+    high = f"{bounds['le']:g}]" if "le" in bounds else f"{bounds['lt']:g})" if "lt" in bounds else "inf)"
+    return f"`{low}, {high}`"
+
+
+@pytest.mark.parametrize("plugin_class", [*BUILTIN_FILTERS, *BUILTIN_SCHEDULES], ids=lambda cls: cls.__name__)
+def test_every_builtin_parameter_documents_its_meaning_range_and_default(plugin_class):
+    documented = documented_attributes(plugin_class)
+    fields = {name: field for name, field in plugin_class.model_fields.items() if name != "kind"}
+    assert set(documented) == set(fields)
+    for name, field in fields.items():
+        text = documented[name]
+        assert text.endswith(f"Default `{json.dumps(field.default)}`."), (name, text)
+        choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else ()
+        expected = [f"`{json.dumps(choice)}`" for choice in choices] or [documented_range(field)]
+        assert all(part in text for part in expected), (name, text, expected)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from scipy import ndimage
 
 import alg_guidance as alg
+from alg_guidance.errors import ConfigError
 from alg_guidance.filters import Butterworth, Downsample, Gaussian
 from alg_guidance.testing import FILTER_CHECKS
 
@@ -140,3 +141,44 @@ def test_invalid_parameters_name_the_field(filter_class, field, value):
     with pytest.raises(ValidationError) as caught:
         filter_class(**{field: value})
     assert caught.value.errors()[0]["loc"] == (field,)
+
+
+@pytest.mark.parametrize(
+    ("filter_class", "field", "value", "message"),
+    [
+        (Butterworth, "cutoff", 1e-17, "greater than or equal to 0.001"),
+        (Gaussian, "sigma", 1e308, "less than or equal to 1000"),
+        (Gaussian, "sigma", 1e5, "less than or equal to 1000"),
+        (Gaussian, "truncate", 1e5, "less than or equal to 10"),
+    ],
+)
+def test_parameters_that_cannot_run_are_refused_when_the_filter_is_made(filter_class, field, value, message):
+    with pytest.raises(ValidationError, match=message) as caught:
+        filter_class(**{field: value})
+    assert caught.value.errors()[0]["loc"] == (field,)
+
+
+@pytest.mark.parametrize(
+    "filter_",
+    [Butterworth(cutoff=0.001, order=16), Gaussian(sigma=1000.0, truncate=10.0), Downsample(factor=1e-300)],
+    ids=repr,
+)
+def test_the_most_extreme_accepted_parameters_run_and_stay_finite(filter_):
+    latent = torch.randn(1, 4, 2, 60, 104)
+    for strength in (1e-6, 0.5, 1.0):
+        out = filter_(latent, strength)
+        assert out.shape == latent.shape and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("border", ["circular", "replicate", "constant"])
+def test_a_gaussian_kernel_wider_than_the_condition_is_refused_naming_the_limit(border):
+    latent = torch.randn(1, 16, 60, 104)
+    message = (
+        rf"gaussian filter: sigma=25.0 with truncate=3.0 needs a kernel radius of 75 pixels, but border='{border}' "
+        r"allows at most the smaller side of the 60x104 condition, 60: for this condition size use sigma <= 20 "
+        r"\(truncate \* sigma <= 60\), or border='reflect'"
+    )
+    with pytest.raises(ConfigError, match=message):
+        Gaussian(sigma=25.0, border=border)(latent, 0.5)
+    assert Gaussian(sigma=20.0, border=border)(latent, 1.0).shape == latent.shape  # radius 60: the widest that fits
+    assert Gaussian(sigma=25.0)(latent, 1.0).shape == latent.shape  # a reflected kernel is clipped instead

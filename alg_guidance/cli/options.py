@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from pydantic import ValidationError
 from typer.core import TyperCommand
 
 from ..config import ALGConfig, resolve_config
-from ..errors import ALGError
+from ..config_text import load_yaml
+from ..errors import ALGError, ConfigError, short_repr
 
 PresetOption = Annotated[str | None, typer.Option(help="A preset name (see `alg-guidance presets`).")]
 ConfigOption = Annotated[
@@ -33,13 +33,17 @@ INPUT_ERRORS = (ALGError, ValueError, OSError)
 
 
 def parse_overrides(assignments: list[str] | None) -> dict[str, Any]:
-    """`["filter.factor=0.3"]` as `{"filter.factor": 0.3}`; values are parsed as YAML (numbers, booleans, lists)."""
+    """`["filter.factor=4e-1"]` as `{"filter.factor": 0.4}`; values are read as YAML, like config files.
+
+    Raises:
+        ConfigError: An assignment without `=` or a key, or a value that cannot be read as YAML.
+    """
     overrides = {}
     for assignment in assignments or ():
         key, equals, value = assignment.partition("=")
         if not equals or not key.strip():
-            raise typer.BadParameter(f"expected KEY=VALUE, got {assignment!r}", param_hint="--set")
-        overrides[key.strip()] = yaml.safe_load(value)
+            raise ConfigError(f"--set expects KEY=VALUE, such as filter.factor=0.3; got {short_repr(assignment)}")
+        overrides[key.strip()] = load_yaml(value, f"--set {short_repr(key.strip())}")
     return overrides
 
 

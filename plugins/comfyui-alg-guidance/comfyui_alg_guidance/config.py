@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from alg_guidance import ALGConfig, ALGError, list_presets, resolve_config
+from alg_guidance.config_text import load_yaml
 
 AUTO = "auto"
 """The preset widget's value for "the preset of the model's family"."""
-MAX_SETTINGS = 10_000
-"""The longest settings text accepted, in characters."""
 
 
 def preset_names() -> list[str]:
@@ -53,12 +51,7 @@ def build_config(preset: str, settings: str = "", config_file: str = "", default
 def _settings(text: str) -> dict[str, Any]:
     if not text.strip():
         return {}
-    if len(text) > MAX_SETTINGS:
-        raise ValueError(f"settings hold {len(text)} characters; at most {MAX_SETTINGS} are accepted")
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ValueError(f"settings are not valid YAML: {error}") from None
+    loaded = load_yaml(text, "settings")
     if not isinstance(loaded, dict):
         raise ValueError(
             "settings must be a YAML mapping such as 'filter.factor: 0.3' or "

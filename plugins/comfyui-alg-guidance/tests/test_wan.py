@@ -180,13 +180,18 @@ def test_a_text_to_video_model_is_refused_with_the_served_families():
         ("filter.factor: 1.5", "factor"),
         ("schedule: {kind: nope}", "unknown schedule 'nope'"),
         ("[1, 2]", "settings must be a YAML mapping"),
-        ("filter: {kind: downsample", "settings are not valid YAML"),
+        ("filter: {kind: downsample", "settings, line 1, column 26"),
+        ("filter: !!python/name:os.system x", "settings, line 1"),
         ("space: pixel", "space must be 'latent'"),
     ],
 )
 def test_bad_settings_are_reported_by_the_nodes_validation(settings, message):
     result = ALGGuidance.VALIDATE_INPUTS("auto", settings, "")
     assert isinstance(result, str) and message in result
+
+
+def test_settings_read_numbers_as_yaml_1_2_does():
+    assert ALGGuidance.VALIDATE_INPUTS("auto", "filter.factor: 4e-1", "") is True
 
 
 def test_a_missing_config_file_is_reported():
