@@ -128,7 +128,7 @@ def test_a_bad_config_file_is_a_usage_error(tmp_path, content, message):
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("filter.factor=[0.3", "--set"), ("filter.factor=high", "filter.factor"), ("factor", "expected KEY=VALUE")],
+    [("filter.factor=[0.3", "--set"), ("filter.factor=high", "filter.factor"), ("factor", "--set expects KEY=VALUE")],
 )
 def test_a_bad_override_is_a_usage_error(tmp_path, override, message):
     result = runner.invoke(app, ["preview", "--set", override, "--out", str(tmp_path / "o")])
