@@ -22,6 +22,9 @@ class Preset:
             the paper's default.
         source: Where the numbers come from.
         config: The configuration itself.
+        shift: The timestep shift of the model's usual flow-matching sampler (1 where the model does not sample
+            by flow matching, or its shift depends on the resolution, as LTX-Video's does); the
+            [preview](preview.md)'s noise-level axis uses it.
     """
 
     name: str
@@ -29,13 +32,21 @@ class Preset:
     tuned: bool
     source: str
     config: ALGConfig
+    shift: float = 1.0
 
 
 @cache
 def _presets() -> dict[str, Preset]:
     data = load_yaml(files("alg_guidance").joinpath("presets.yaml").read_text(encoding="utf-8"), "presets.yaml")
     return {
-        name: Preset(name, entry["description"], entry["tuned"], entry["source"], ALGConfig(**entry["config"]))
+        name: Preset(
+            name,
+            entry["description"],
+            entry["tuned"],
+            entry["source"],
+            ALGConfig(**entry["config"]),
+            entry.get("shift", 1.0),
+        )
         for name, entry in data.items()
     }
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ALGConfig
+from .presets import get_preset
 from .schedules import StepState
 
 LATENT_SCALE = 8  # the spatial downsampling of the VAEs of Wan, CogVideoX, HunyuanVideo and SVD
@@ -28,15 +29,6 @@ TITLE_INCHES = 0.5  # the height of a panel's two-line title
 SUPTITLE_INCHES = 0.3  # the height of the figure's title
 GRID_COLUMNS = 4  # panels per row of the filter grid
 MAX_PANELS = 8  # at most this many strengths are drawn (two rows); a smooth schedule visits one per step
-# the timestep shift of the default diffusers scheduler of each preset's flow-matching model, which places the
-# steps on the noise-level axis; the other presets' models are not flow-matching (CogVideoX, SVD) or shift by
-# resolution (LTX-Video), and get 1 (no shift)
-SAMPLER_SHIFTS = {
-    "wan2.1": 3.0,  # Wan 2.1 I2V Diffusers: UniPC with flow_shift 3 (480p; Wan suggests 5 at 720p)
-    "wan2.2": 5.0,  # Wan 2.2 I2V A14B and TI2V-5B: sample_shift 5
-    "skyreels-v2": 3.0,  # SkyReels-V2 I2V: shift 3 (8 for its text-to-video models)
-    "hunyuanvideo": 7.0,  # HunyuanVideo I2V Diffusers: FlowMatchEulerDiscreteScheduler with shift 7
-}
 
 
 @dataclass(frozen=True)
@@ -69,13 +61,13 @@ def flow_matching_noise_level(step: int, num_steps: int, shift: float = 1.0) -> 
 
 
 def default_shift(preset: str | None) -> float:
-    """The timestep shift of the model `preset` is for (see `SAMPLER_SHIFTS`); 1 (no shift) for other presets or None.
+    """The timestep shift of the model `preset` is for ([`Preset.shift`][alg_guidance.presets.Preset]); 1 for None.
 
     Examples:
         >>> default_shift("wan2.1"), default_shift("cogvideox"), default_shift(None)
         (3.0, 1.0, 1.0)
     """
-    return SAMPLER_SHIFTS.get(preset or "", 1.0)
+    return get_preset(preset).shift if preset else 1.0
 
 
 def trace_schedule(config: ALGConfig, num_steps: int = 50, shift: float = 1.0) -> ScheduleTrace:
