@@ -220,9 +220,9 @@ def test_the_example_workflows_run_in_comfyuis_executor(workflow, comfy_folders,
 
 
 def test_alg_changes_the_wan_workflows_output_and_at_strength_0_it_is_bypassing_alg(comfy_folders):
-    """One executor runs the workflow with the ALG node bypassed, with it, and with it at strength 0, as a user
-    queues them: ComfyUI runs again only what changed and keeps the loaded models, so ALG must leave no trace on
-    the model it patched."""
+    """One executor runs the workflow with the ALG node bypassed, with it, bypassed again and with it at strength 0,
+    as a user queues them: ComfyUI runs again only what changed and keeps the loaded models, so ALG must leave no
+    trace on the model it patched."""
     prompt = small("wan2.1_i2v_alg")
     (alg,) = ids_of(prompt, "ALGGuidance")
     (loader,) = ids_of(prompt, "UNETLoader")
@@ -237,9 +237,10 @@ def test_alg_changes_the_wan_workflows_output_and_at_strength_0_it_is_bypassing_
 
     plain_latent, plain_frames = run(bypassed(prompt, alg), loads=True)
     alg_latent, alg_frames = run(prompt)
+    again_latent, again_frames = run(bypassed(prompt, alg))
     off_latent, off_frames = run(small("wan2.1_i2v_alg", **{alg: OFF}))
 
     assert (alg_latent - plain_latent).abs().max() > 1e-2
     assert (alg_frames - plain_frames).abs().max() > 1e-3
-    assert torch.equal(off_latent, plain_latent)
-    assert torch.equal(off_frames, plain_frames)
+    assert torch.equal(again_latent, plain_latent) and torch.equal(again_frames, plain_frames)
+    assert torch.equal(off_latent, plain_latent) and torch.equal(off_frames, plain_frames)
