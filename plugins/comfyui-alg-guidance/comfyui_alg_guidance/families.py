@@ -115,8 +115,13 @@ class ComfyFamily:
 
 
 def _wan_concat_channels(model: Any) -> bool:
-    """Wan 2.1 I2V-style concatenation: the patch embedding takes 16 latent + 4 mask + 16 image channels."""
-    return bool(getattr(model, "image_to_video", False)) and model.diffusion_model.patch_embedding.weight.shape[1] == 36
+    """Wan 2.1 I2V-style concatenation: the patch embedding takes 16 latent + 4 mask + 16 image channels.
+
+    The channels decide, not ComfyUI's `image_to_video` flag: Wan 2.2 A14B I2V's experts have no CLIP image
+    embedding, so ComfyUI loads them with its text-to-video config (`image_to_video` False), and still concatenates
+    the mask and the image latent to the latent.
+    """
+    return model.diffusion_model.patch_embedding.weight.shape[1] == 36
 
 
 FAMILIES: tuple[ComfyFamily, ...] = (

@@ -32,8 +32,14 @@ WAN_UNET = {"image_model": "wan2.1", "dim": 64, "ffn_dim": 64, "num_heads": 2, "
 
 
 def wan21_i2v(seed: int = 0) -> comfy.model_patcher.ModelPatcher:
-    """Wan 2.1 I2V (also each Wan 2.2 A14B expert): 16 latent + 4 mask + 16 image channels."""
+    """Wan 2.1 I2V: 16 latent + 4 mask + 16 image channels, and the CLIP image embedding."""
     return patcher_of(comfy.supported_models.WAN21_I2V({**WAN_UNET, "model_type": "i2v", "in_dim": 36}), seed)
+
+
+def wan22_a14b_expert(seed: int = 0) -> comfy.model_patcher.ModelPatcher:
+    """A Wan 2.2 A14B I2V expert: 16 latent + 4 mask + 16 image channels and no CLIP image embedding, which ComfyUI
+    detects as model type `t2v` and loads with its text-to-video config."""
+    return patcher_of(comfy.supported_models.WAN21_T2V({**WAN_UNET, "model_type": "t2v", "in_dim": 36}), seed)
 
 
 def wan21_t2v(seed: int = 0) -> comfy.model_patcher.ModelPatcher:

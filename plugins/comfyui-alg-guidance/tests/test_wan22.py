@@ -24,12 +24,12 @@ def two_experts(high, low, positive, negative, latent):
 
 def test_each_wan22_expert_follows_its_own_settings():
     positive, negative, latent = tiny.wan_conditioning()
-    plain = two_experts(tiny.wan21_i2v(0), tiny.wan21_i2v(1), positive, negative, latent)
-    high_only = two_experts(alg(tiny.wan21_i2v(0), HIGH), tiny.wan21_i2v(1), positive, negative, latent)
+    plain = two_experts(tiny.wan22_a14b_expert(0), tiny.wan22_a14b_expert(1), positive, negative, latent)
+    high_only = two_experts(alg(tiny.wan22_a14b_expert(0), HIGH), tiny.wan22_a14b_expert(1), positive, negative, latent)
     high_and_low_off = two_experts(
-        alg(tiny.wan21_i2v(0), HIGH), alg(tiny.wan21_i2v(1), OFF), positive, negative, latent
+        alg(tiny.wan22_a14b_expert(0), HIGH), alg(tiny.wan22_a14b_expert(1), OFF), positive, negative, latent
     )
-    low_only = two_experts(tiny.wan21_i2v(0), alg(tiny.wan21_i2v(1), HIGH), positive, negative, latent)
+    low_only = two_experts(tiny.wan22_a14b_expert(0), alg(tiny.wan22_a14b_expert(1), HIGH), positive, negative, latent)
     assert torch.equal(high_and_low_off, high_only)  # the low expert at strength 0 is untouched
     assert not torch.equal(high_only, plain) and not torch.equal(low_only, plain)
     assert not torch.equal(low_only, high_only)
