@@ -74,6 +74,8 @@ class ALGGuidance(_ConfiguredNode):
         config = build_config(preset, settings, config_file, default_preset=family.preset)
         patched = model.clone()
         inner = patched.model_options.get("sampler_calc_cond_batch_function")
+        if isinstance(inner, ALGCondBatch):  # ALG applied again: the node applied last decides, as with any setting
+            inner = inner.inner
         patched.set_model_sampler_calc_cond_batch_function(
             ALGCondBatch(config, family, flow_sigmas=_is_flow(model.model), inner=inner)
         )

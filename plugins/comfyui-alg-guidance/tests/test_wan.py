@@ -148,6 +148,14 @@ def test_the_node_patches_a_clone_and_leaves_the_input_model_untouched():
     )
 
 
+def test_alg_applied_twice_samples_with_the_settings_applied_last():
+    positive, negative, latent = tiny.wan_conditioning()
+    once = tiny.sample(alg(tiny.wan21_i2v()), positive, negative, latent)
+    assert torch.equal(tiny.sample(alg(alg(tiny.wan21_i2v(), OFF)), positive, negative, latent), once)
+    plain = tiny.sample(tiny.wan21_i2v(), positive, negative, latent)
+    assert torch.equal(tiny.sample(alg(alg(tiny.wan21_i2v()), OFF), positive, negative, latent), plain)
+
+
 def test_at_cfg_1_the_model_evaluates_one_sample_per_step():
     model = alg(tiny.wan21_i2v())
     evaluations = count_evaluations(model)
