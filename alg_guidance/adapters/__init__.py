@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..hookspecs import hookimpl
 from . import cogvideox, hunyuan, ltx, svd, wan
+from . import hunyuan_variants, skyreels_df
 from .base import Adapter
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 
@@ -15,6 +16,8 @@ BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
     *hunyuan.ADAPTERS,
     *ltx.ADAPTERS,
     *svd.ADAPTERS,
+    *hunyuan_variants.ADAPTERS,
+    *skyreels_df.ADAPTERS,
 )
 
 

@@ -65,6 +65,13 @@ class Adapter:
         preset: The preset `alg_guidance.enable` uses when given no config.
         k_diffusion_refusal: Why k-diffusion samplers cannot sample this family through `from_pipeline`, or
             `None` if they can.
+        steps_scheduler: Whether the pipeline steps its own `scheduler`, whose `step_index` then says where the run
+            stands. `False` for pipelines that step copies of it (SkyReels-V2 diffusion forcing keeps one per latent
+            frame): the run then counts the steps its denoiser calls start, and takes their number from
+            [`num_steps`][alg_guidance.adapters.base.Adapter.num_steps].
+        batches_branches: Whether ALG's branches can run stacked in one denoiser call (`batch_branches`); `False`
+            when the denoiser takes a per-sample input it cannot split or stack (SkyReels-V2 diffusion forcing's
+            `fps` list), so that every branch runs as a call of its own.
     """
 
     name: ClassVar[str]
@@ -78,6 +85,8 @@ class Adapter:
     denoiser_names: ClassVar[tuple[str, ...]] = ("transformer", "transformer_2")
     preset: ClassVar[str] = "paper"
     k_diffusion_refusal: ClassVar[str | None] = None
+    steps_scheduler: ClassVar[bool] = True
+    batches_branches: ClassVar[bool] = True
 
     def refusal(self, pipeline: object) -> str | None:
         """Why this adapter cannot serve `pipeline`, or `None` if it can.
@@ -116,6 +125,14 @@ class Adapter:
         either comes or not); batched ones must give one, to know whether the batch holds `[uncond, cond]`.
         """
         return bool(pipeline.do_classifier_free_guidance)
+
+    def num_steps(self, pipeline: Any) -> int:
+        """The number of denoising steps of the pipeline's current run, asked at its first denoiser call.
+
+        The default counts the scheduler's timesteps; pipelines whose steps are not the scheduler's (see
+        `steps_scheduler`) say how many they run.
+        """
+        return len(pipeline.scheduler.timesteps)
 
     def prepared_condition(self, pipeline: Any, captures: Captures) -> torch.Tensor | None:
         """The condition as the pipeline prepared it before casting it for the denoiser, if it kept more precision.
