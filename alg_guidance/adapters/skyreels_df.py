@@ -66,7 +66,9 @@ class FirstAndLastFrames:
     def get(self, inputs: Mapping[str, Any]) -> torch.Tensor:
         """Frames 0 and -1, concatenated along the frame dimension."""
         x = inputs[self.input]
-        return torch.cat([x.narrow(self.frame_dim, 0, 1), x.narrow(self.frame_dim, x.shape[self.frame_dim] - 1, 1)], self.frame_dim)
+        return torch.cat(
+            [x.narrow(self.frame_dim, 0, 1), x.narrow(self.frame_dim, x.shape[self.frame_dim] - 1, 1)], self.frame_dim
+        )
 
     def put(self, inputs: Mapping[str, Any], condition: torch.Tensor) -> dict[str, Any]:
         """The inputs with frames 0 and -1 replaced by the condition's two frames."""

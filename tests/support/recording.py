@@ -60,20 +60,33 @@ def recording(pipe: Any, denoisers: Sequence[str] = ("transformer",), counted: s
                 lambda module, args: record.evaluations.append(args[0].shape[0])
             )
         )
-    scheduler_step = pipe.scheduler.step
-
-    @functools.wraps(scheduler_step)  # pipelines inspect step's signature to decide on passing generator / eta
-    def step(model_output, *args, **kwargs):
-        record.predictions.append(model_output.detach().clone())
-        return scheduler_step(model_output, *args, **kwargs)
-
-    pipe.scheduler.step = step
+    pipe.scheduler.step = _RecordedStep(pipe.scheduler, record)
     try:
         yield record
     finally:
         del pipe.scheduler.step
         for handle in handles:
             handle.remove()
+
+
+class _RecordedStep:
+    """A scheduler's `step` that records the model output it is handed, then steps that scheduler.
+
+    A deep copy of the scheduler gets a recorder that steps the copy: SkyReels-V2 diffusion forcing steps one copy
+    of its scheduler per latent frame, and each must keep its own state.
+    """
+
+    def __init__(self, scheduler: Any, record: Recording) -> None:
+        self.scheduler = scheduler
+        self.record = record
+        functools.update_wrapper(self, scheduler.step)  # pipelines inspect step's signature (generator, eta)
+
+    def __call__(self, model_output: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        self.record.predictions.append(model_output.detach().clone())
+        return type(self.scheduler).step(self.scheduler, model_output, *args, **kwargs)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _RecordedStep:
+        return _RecordedStep(memo.get(id(self.scheduler), self.scheduler), self.record)
 
 
 def model_inputs(call: dict[str, Any], **changes: Any) -> dict[str, Any]:
