@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from . import cogvideox, hunyuan, ltx, svd, wan
-from . import hunyuan_variants, skyreels_df
+from . import cogvideox, hunyuan, hunyuan_variants, ltx, skyreels_df, svd, wan
 from .base import Adapter
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 
