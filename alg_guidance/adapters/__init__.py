@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from . import cogvideox, hunyuan, ltx, svd, wan
+from . import cogvideox, hunyuan, ltx, sana_kandinsky, svd, wan
 from .base import Adapter
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 
@@ -15,6 +15,7 @@ BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
     *hunyuan.ADAPTERS,
     *ltx.ADAPTERS,
     *svd.ADAPTERS,
+    *sana_kandinsky.ADAPTERS,
 )
 
 
