@@ -106,7 +106,7 @@ def _randomize_zero_initialized(module: torch.nn.Module) -> None:
     with torch.no_grad():
         for parameter in module.parameters():
             if not parameter.any():
-                parameter.normal_(0.0, 0.2)
+                parameter.normal_(0.0, 0.02)
 
 
 def _embeddings(seed: int, *shape: int) -> tuple[torch.Tensor, torch.Tensor]:
