@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from . import cogvideox, hunyuan, hunyuan_variants, ltx, skyreels_df, svd, wan
+from . import cogvideox, hunyuan, hunyuan_variants, ltx, sana_kandinsky, skyreels_df, svd, wan
 from .base import Adapter
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 
@@ -17,6 +17,7 @@ BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
     *svd.ADAPTERS,
     *hunyuan_variants.ADAPTERS,
     *skyreels_df.ADAPTERS,
+    *sana_kandinsky.ADAPTERS,
 )
 
 
