@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..hookspecs import hookimpl
 from . import cogvideox, hunyuan, ltx, svd, wan
+from . import easyanimate, motif, wan_extras
 from .base import Adapter
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 
@@ -15,6 +16,9 @@ BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
     *hunyuan.ADAPTERS,
     *ltx.ADAPTERS,
     *svd.ADAPTERS,
+    *wan_extras.ADAPTERS,
+    *motif.ADAPTERS,
+    *easyanimate.ADAPTERS,
 )
 
 
