@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from . import cogvideox, hunyuan, ltx, svd, wan
-from . import easyanimate, motif, wan_extras
+from . import cogvideox, easyanimate, hunyuan, ltx, motif, svd, wan, wan_extras
 from .base import Adapter
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 

@@ -84,7 +84,7 @@ class WanVACE(_WanFamily):
         return Adapter.refusal(self, pipeline)
 
     def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
-        """The `2 * z_dim` latent channels of `control_hidden_states`, every frame; the mask channels after them stay."""
+        """The `2 * z_dim` latent channels of `control_hidden_states` at every frame; the mask channels stay."""
         return ChannelSlice("control_hidden_states", dim=1, start=0, stop=2 * pipeline.vae.config.z_dim)
 
     def prepared_condition(self, pipeline: Any, captures: Captures) -> torch.Tensor | None:

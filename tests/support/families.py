@@ -34,8 +34,7 @@ class Family:
 
 def all_families() -> dict[str, Family]:
     """Every family, by adapter name."""
-    from . import tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_svd, tiny_wan
-    from . import tiny_easyanimate, tiny_motif, tiny_wanplus
+    from . import tiny_cogvideox, tiny_easyanimate, tiny_hunyuan, tiny_ltx, tiny_motif, tiny_svd, tiny_wan, tiny_wanplus
 
     families: dict[str, Family] = {}
     modules = (tiny_wan, tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_svd)

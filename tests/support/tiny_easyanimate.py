@@ -61,7 +61,7 @@ def easyanimate_i2v() -> EasyAnimateInpaintPipeline:
 
 
 def easyanimate_call(seed: int = 0, **overrides: Any) -> dict[str, Any]:
-    """A 4-step, 5-frame, 32 x 32 image-to-video run: the image as the kept first frame (`get_image_to_video_latent`)."""
+    """A 4-step, 5-frame, 32 x 32 image-to-video run, the image the kept first frame (`get_image_to_video_latent`)."""
     video, mask = get_image_to_video_latent(image(seed, SIZE), None, 5, (SIZE, SIZE))
     embeds = torch.randn(2, TEXT_TOKENS, TEXT_DIM, generator=torch.Generator().manual_seed(seed))
     mask_tokens = (torch.arange(TEXT_TOKENS) < TEXT_TOKENS - 1).float()[None]
