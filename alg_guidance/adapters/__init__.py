@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from . import cogvideox, easyanimate, hunyuan, ltx, motif, svd, wan, wan_extras
+from . import cogvideox, easyanimate, hunyuan, ltx, svd, wan, wan_extras
 from .base import Adapter
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 
@@ -16,7 +16,6 @@ BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
     *ltx.ADAPTERS,
     *svd.ADAPTERS,
     *wan_extras.ADAPTERS,
-    *motif.ADAPTERS,
     *easyanimate.ADAPTERS,
 )
 

@@ -34,11 +34,11 @@ class Family:
 
 def all_families() -> dict[str, Family]:
     """Every family, by adapter name."""
-    from . import tiny_cogvideox, tiny_easyanimate, tiny_hunyuan, tiny_ltx, tiny_motif, tiny_svd, tiny_wan, tiny_wanplus
+    from . import tiny_cogvideox, tiny_easyanimate, tiny_hunyuan, tiny_ltx, tiny_svd, tiny_wan, tiny_wanplus
 
     families: dict[str, Family] = {}
     modules = (tiny_wan, tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_svd)
-    modules += (tiny_wanplus, tiny_motif, tiny_easyanimate)
+    modules += (tiny_wanplus, tiny_easyanimate)
     for module in modules:
         families.update(module.FAMILIES)
     return families
