@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from . import cogvideox, hunyuan, hunyuan_variants, ltx, sana_kandinsky, skyreels_df, svd, wan
+from . import cogvideox, easyanimate, hunyuan, hunyuan_variants, ltx, sana_kandinsky, skyreels_df, svd, wan, wan_extras
 from .base import Adapter
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 
@@ -18,6 +18,8 @@ BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
     *hunyuan_variants.ADAPTERS,
     *skyreels_df.ADAPTERS,
     *sana_kandinsky.ADAPTERS,
+    *wan_extras.ADAPTERS,
+    *easyanimate.ADAPTERS,
 )
 
 
