@@ -209,7 +209,8 @@ def _run(model: str, jobs: list[Job], out: Path, dtype: DType, device: str, loca
         else:
             with enable(pipe, config):
                 frames = sample_video(pipe, arguments, seed=job.seed, description=job.name)
-        video = _atomic(out / f"{job.name}.mp4", lambda path, frames=frames, fps=job.fps: write_video(path, frames, fps))
+        write = lambda path, frames=frames, fps=job.fps: write_video(path, frames, fps, progress=False)  # noqa: E731
+        video = _atomic(out / f"{job.name}.mp4", write)
         metrics = evaluate_frames(frames, job.fps, image=np.asarray(picture), name=job.name)
         record = {
             "job": job.model_dump(),
