@@ -68,15 +68,19 @@ def test_alg_hook_stays_outside_the_context_parallel_split_in_either_order(wan: 
 
 
 @pytest.mark.parametrize("order", ["after", "before"])
-def test_ltx_condition_is_filtered_whole_though_the_model_splits_tokens_at_its_input(ltx: list[dict], order: str):
+def test_ltx_gets_the_whole_condition_filtered_though_its_plan_splits_tokens_at_the_input(ltx: list[dict], order: str):
     """LTX-Video's plan splits the token sequence at the model's own input: ALG must sit outside that split.
 
-    diffusers 0.42.1's Ulysses attention then fails on LTX's attention mask (on plain CFG too), so only what ALG
-    saw before the model ran is compared.
+    Inside it, ALG enabled first would low-pass each rank's shard as if it began with frame 0 (rank 1's shard is frame
+    1). diffusers 0.42.1's Ulysses attention then fails on LTX's attention mask (on plain CFG too), so what is
+    compared is the tokens of the first call (its three ALG branches) where they enter the model, gathered over the
+    ranks, against one process.
     """
     single = ltx[0]["single_alg_seen"]
     assert "doesn't match the broadcast shape" in ltx[0]["cp_cfg"]
     seen = [rank[f"cp_alg_{order}_seen"] for rank in ltx]
-    assert seen[0]["filtered"] == seen[1]["filtered"] == single["filtered"]  # (2, 8, 8, 8): the whole frame 0
+    assert single["tokens_in"][0].shape == (3, 128, 8)
+    assert torch.equal(torch.cat([seen[0]["tokens_in"][0], seen[1]["tokens_in"][0]], dim=1), single["tokens_in"][0])
+    assert seen[0]["filtered"] == seen[1]["filtered"] == single["filtered"]
     assert seen[0]["strengths"] == seen[1]["strengths"]
     assert set(seen[0]["strengths"]) <= set(single["strengths"])

@@ -70,6 +70,9 @@ def observed(pipe: Any, seen: dict[str, list]) -> Any:
     handle = pipe.transformer.proj_out.register_forward_pre_hook(  # inside the sharding, before the gather
         lambda module, args: seen["block_tokens"].append(tuple(args[0].shape))
     )
+    proj_in = getattr(pipe.transformer, "proj_in", None)  # LTX-Video: where its tokens enter, after any split
+    if proj_in is not None:
+        proj_in.register_forward_pre_hook(lambda module, args: seen["tokens_in"].append(args[0].detach().clone()))
     with (
         mock.patch.object(LowPassedConditions, "strength", spy_strength),
         mock.patch.object(LowPassedConditions, "_filter", spy_filter),
@@ -78,11 +81,13 @@ def observed(pipe: Any, seen: dict[str, list]) -> Any:
             yield
         finally:
             handle.remove()
+            if proj_in is not None:
+                proj_in._forward_pre_hooks.clear()
 
 
 def sample(family: Any, pipe: Any, config: Any | None) -> tuple[torch.Tensor | str, dict[str, list]]:
     """The latent video (or the text of the error the run raised) and what `observed` saw."""
-    seen: dict[str, list] = {"strengths": [], "filtered": [], "block_tokens": []}
+    seen: dict[str, list] = {"strengths": [], "filtered": [], "block_tokens": [], "tokens_in": []}
     handle = alg.enable(pipe, config) if config is not None and not alg_is_on(pipe) else None
     try:
         with observed(pipe, seen):
