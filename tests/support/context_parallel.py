@@ -3,8 +3,9 @@
 Each rank builds the tiny pipeline of a family (`tests.support.families`), samples it without parallelism (plain
 CFG, then ALG), then with diffusers' context parallelism (Ulysses over the 2 ranks, gloo backend, CPU): plain
 CFG, ALG enabled before `enable_parallelism`, and ALG enabled after it. It records, per rank, the latent videos,
-the strength of every call's plan, the shapes of the conditions the filter saw and of the sequence each
-transformer block saw, and the order of the hooks on the transformer; and writes them to `<out>/rank<r>.pt`.
+the strength of every call's plan, the shapes of the conditions the filter saw, the sequence the output layer saw,
+the tokens entering an LTX-Video model (`proj_in`, after any split), and the order of the hooks on the transformer;
+and writes them to `<out>/rank<r>.pt`.
 
 diffusers 0.42.1 builds its device mesh on `torch.accelerator`'s device type and picks the device as
 `rank % torch.accelerator.device_count()`, which is 0 on a machine without an accelerator (a ZeroDivisionError):
