@@ -65,6 +65,9 @@ class Adapter:
         preset: The preset `alg_guidance.enable` uses when given no config.
         k_diffusion_refusal: Why k-diffusion samplers cannot sample this family through `from_pipeline`, or
             `None` if they can.
+        guider_denoisers: Class names of the denoisers whose condition the diffusers guider
+            [`ALGGuidance`][alg_guidance.integrations.diffusers.ALGGuidance] can low-pass (see
+            [`guider_layout`][alg_guidance.adapters.base.Adapter.guider_layout]).
     """
 
     name: ClassVar[str]
@@ -78,6 +81,7 @@ class Adapter:
     denoiser_names: ClassVar[tuple[str, ...]] = ("transformer", "transformer_2")
     preset: ClassVar[str] = "paper"
     k_diffusion_refusal: ClassVar[str | None] = None
+    guider_denoisers: ClassVar[tuple[str, ...]] = ()
 
     def refusal(self, pipeline: object) -> str | None:
         """Why this adapter cannot serve `pipeline`, or `None` if it can.
@@ -108,6 +112,14 @@ class Adapter:
     def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """Where the image condition sits in the denoiser's inputs during this run."""
         raise NotImplementedError(f"{type(self).__name__} must implement layout()")
+
+    def guider_layout(self, denoiser: torch.nn.Module) -> ConditionLayout | None:
+        """Where the image condition sits in `denoiser`'s inputs when a diffusers guider drives it; `None` if unknown.
+
+        A guider sees the denoiser only, not the pipeline (modular pipelines and guider-driven ones such as
+        HunyuanVideo 1.5), so the layout comes from the denoiser's class and config. The default knows none.
+        """
+        return None
 
     def uses_cfg(self, pipeline: Any) -> bool | None:
         """Whether the pipeline's current run uses classifier-free guidance; `None` if it cannot tell.

@@ -164,6 +164,7 @@ class HunyuanVideo15I2V(Adapter):
     captures = "prepare_cond_latents_and_mask"
     pixel_space = True
     preset = "paper"
+    guider_denoisers = ("HunyuanVideo15Transformer3DModel",)
 
     def refusal(self, pipeline: object) -> str | None:
         """Also refuses a guider other than `ClassifierFreeGuidance`."""
@@ -172,6 +173,12 @@ class HunyuanVideo15I2V(Adapter):
     def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The image-latent channels after the `num_channels_latents` latent channels."""
         return _image_latent_channels(pipeline.num_channels_latents)
+
+    def guider_layout(self, denoiser: torch.nn.Module) -> ConditionLayout | None:
+        """The image-latent channels after the `out_channels` latent channels (the frame mask left out)."""
+        if type(denoiser).__name__ not in self.guider_denoisers:
+            return None
+        return _image_latent_channels(denoiser.config.out_channels)
 
     def uses_cfg(self, pipeline: Any) -> bool | None:
         """`None`: the guider decides per step (its `start`/`stop` window); checks the guider is still exact."""
