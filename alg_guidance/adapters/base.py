@@ -66,7 +66,7 @@ class Adapter:
         k_diffusion_refusal: Why k-diffusion samplers cannot sample this family through `from_pipeline`, or
             `None` if they can.
         guider_denoisers: Class names of the denoisers whose condition the diffusers guider
-            [`ALGGuidance`][alg_guidance.integrations.diffusers.ALGGuidance] can low-pass (see
+            [`ALGGuidance`][alg_guidance.integrations.diffusers.guider.ALGGuidance] can low-pass (see
             [`guider_layout`][alg_guidance.adapters.base.Adapter.guider_layout]).
     """
 

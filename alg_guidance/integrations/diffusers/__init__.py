@@ -2,7 +2,7 @@
 
 [`enable`][alg_guidance.integrations.diffusers.enable] and [`disable`][alg_guidance.integrations.diffusers.disable]
 are exported from the package root as `alg.enable` and `alg.disable`, and so is the guider
-[`ALGGuidance`][alg_guidance.integrations.diffusers.ALGGuidance] (`alg.ALGGuidance`), for pipelines that take a
+[`ALGGuidance`][alg_guidance.integrations.diffusers.guider.ALGGuidance] (`alg.ALGGuidance`), for pipelines that take a
 diffusers guider.
 `enable` registers a diffusers `ModelHook` on the pipeline's denoiser (`pipe.transformer`, and
 `pipe.transformer_2` for Wan 2.2): the modules stay the real models, so their config, dtype, LoRA loading,
