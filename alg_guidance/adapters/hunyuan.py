@@ -153,7 +153,9 @@ class HunyuanVideo15I2V(Adapter):
     The guider combines `pred_uncond + w * (pred_cond - pred_uncond)` (or `pred_cond + w * (pred_cond -
     pred_uncond)` with `use_original_formulation`) from the two predictions the pipeline stores, after both
     calls of a step; both are affine in the predictions with weights summing to one, so the sequential rule is
-    exact for either. Other guiders combine their predictions otherwise and are refused.
+    exact for either. Other guiders combine their predictions otherwise and are refused: ALG runs with them as the
+    guider [`ALGGuidance`][alg_guidance.integrations.diffusers.guider.ALGGuidance], which this adapter's
+    `guider_layout` serves.
     """
 
     name = "hunyuanvideo1.5"
@@ -239,7 +241,8 @@ def _guider_refusal(pipeline: Any) -> str | None:
     if guider != EXACT_GUIDER:
         return (
             f"the pipeline's guider is {guider}, not {EXACT_GUIDER}: ALG's branch rule is exact only for a guider "
-            "that combines the two predictions as u + w (c - u)"
+            "that combines the two predictions as u + w (c - u); for any other guider, set "
+            "pipe.guider = alg.ALGGuidance(pipe.guider) instead of alg.enable"
         )
     return None
 

@@ -217,3 +217,18 @@ def test_bad_arguments_are_refused():
         alg.ALGGuidance({"_class_name": "NoSuchGuidance"})
     with pytest.raises(ALGError, match="not another ALGGuidance"):
         alg.ALGGuidance(alg.ALGGuidance())
+
+
+def test_a_standard_pipeline_saves_and_loads_its_alg_guider(tmp_path):
+    """`save_pretrained` writes guider/guider_config.json; `from_pretrained` builds the ALGGuidance again."""
+    family = FAMILIES["hunyuanvideo1.5"]
+    pipe = family.make(alg.ALGGuidance(AdaptiveProjectedGuidance(guidance_scale=CFG, eta=0.5), CONFIG))
+    pipe.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "model_index.json").read_text())["guider"][1] == "ALGGuidance"
+    no_text = dict.fromkeys(("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"))
+    loaded = type(pipe).from_pretrained(tmp_path, **no_text).guider
+    assert isinstance(loaded, alg.ALGGuidance) and isinstance(loaded.inner, AdaptiveProjectedGuidance)
+    assert loaded.config == pipe.guider.config and loaded.alg_config == CONFIG
+    expected = family.run(pipe)
+    pipe.guider = loaded
+    assert torch.equal(family.run(pipe), expected)

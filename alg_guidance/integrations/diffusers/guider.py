@@ -1,4 +1,4 @@
-r"""ALG as a diffusers guider: [`ALGGuidance`][alg_guidance.integrations.diffusers.guider.ALGGuidance] wraps another guider.
+r"""ALG as a diffusers guider: [`ALGGuidance`][alg_guidance.integrations.diffusers.guider.ALGGuidance] wraps a guider.
 
 Pipelines that take a guider (`diffusers.guiders.BaseGuidance`) - the modular Wan 2.1/2.2 image-to-video pipelines
 (`guider`, and `guider_2` for Wan 2.2's second expert), the modular and standard HunyuanVideo 1.5 ones - run one
