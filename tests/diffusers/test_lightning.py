@@ -62,8 +62,16 @@ def test_wan21_lightning_low_passes_the_one_evaluation_in_a_noise_level_window(s
     assert active == {4: [True, True, False, False], 8: [True] * 3 + [False] * 5}[steps]
 
 
-def test_wan22_lightning_serves_both_experts_at_cfg_1():
-    pipe = tiny_wan.wan22()
+def test_wan22_lightning_serves_both_experts_at_cfg_1(tmp_path):
+    """A LoRA on each expert, as the Wan 2.2 Lightning LoRAs come (one for the high-noise, one for the low-noise)."""
+    pipe = with_lora_from_file(tiny_wan.wan22(), tmp_path)
+    pipe.load_lora_weights(
+        tmp_path,
+        weight_name="pytorch_lora_weights.safetensors",
+        adapter_name="lightning_2",
+        load_into_transformer_2=True,
+    )
+    assert pipe.transformer.peft_config and pipe.transformer_2.peft_config
     pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=LIGHTNING_SHIFT)
     record, references, levels = lightning_run(pipe, "wan2.2-lightning", 4, guidance_scale_2=1.0)
     threshold = alg.get_preset("wan2.2-lightning").config.schedule.threshold
