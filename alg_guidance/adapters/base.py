@@ -72,6 +72,9 @@ class Adapter:
         batches_branches: Whether ALG's branches can run stacked in one denoiser call (`batch_branches`); `False`
             when the denoiser takes a per-sample input it cannot split or stack (SkyReels-V2 diffusion forcing's
             `fps` list), so that every branch runs as a call of its own.
+        guider_denoisers: Class names of the denoisers whose condition the diffusers guider
+            [`ALGGuidance`][alg_guidance.integrations.diffusers.guider.ALGGuidance] can low-pass (see
+            [`guider_layout`][alg_guidance.adapters.base.Adapter.guider_layout]).
     """
 
     name: ClassVar[str]
@@ -87,6 +90,7 @@ class Adapter:
     k_diffusion_refusal: ClassVar[str | None] = None
     steps_scheduler: ClassVar[bool] = True
     batches_branches: ClassVar[bool] = True
+    guider_denoisers: ClassVar[tuple[str, ...]] = ()
 
     def refusal(self, pipeline: object) -> str | None:
         """Why this adapter cannot serve `pipeline`, or `None` if it can.
@@ -117,6 +121,14 @@ class Adapter:
     def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """Where the image condition sits in the denoiser's inputs during this run."""
         raise NotImplementedError(f"{type(self).__name__} must implement layout()")
+
+    def guider_layout(self, denoiser: torch.nn.Module) -> ConditionLayout | None:
+        """Where the image condition sits in `denoiser`'s inputs when a diffusers guider drives it; `None` if unknown.
+
+        A guider sees the denoiser only, not the pipeline (modular pipelines and guider-driven ones such as
+        HunyuanVideo 1.5), so the layout comes from the denoiser's class and config. The default knows none.
+        """
+        return None
 
     def uses_cfg(self, pipeline: Any) -> bool | None:
         """Whether the pipeline's current run uses classifier-free guidance; `None` if it cannot tell.

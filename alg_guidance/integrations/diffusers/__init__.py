@@ -1,7 +1,9 @@
 """ALG on stock diffusers pipelines.
 
 [`enable`][alg_guidance.integrations.diffusers.enable] and [`disable`][alg_guidance.integrations.diffusers.disable]
-are exported from the package root as `alg.enable` and `alg.disable`.
+are exported from the package root as `alg.enable` and `alg.disable`, and so is the guider
+[`ALGGuidance`][alg_guidance.integrations.diffusers.guider.ALGGuidance] (`alg.ALGGuidance`), for pipelines that take a
+diffusers guider.
 `enable` registers a diffusers `ModelHook` on the pipeline's denoiser (`pipe.transformer`, and
 `pipe.transformer_2` for Wan 2.2): the modules stay the real models, so their config, dtype, LoRA loading,
 `cache_context`, compilation and `save_pretrained` keep working, and any scheduler the pipeline holds works.
@@ -31,11 +33,12 @@ from ...errors import ALGError
 from ...registry import Registry
 from ...schedules import StepState
 from . import scope
+from .guider import ALGGuidance
 from .hook import HOOK_NAME, ALGHook, refuse_incompatible_caches
 from .offload import model_offload_paused
 from .run import PipelineRun
 
-__all__ = ["ALGHandle", "disable", "enable", "find_adapter"]
+__all__ = ["ALGGuidance", "ALGHandle", "disable", "enable", "find_adapter"]
 
 
 @dataclass(frozen=True)
