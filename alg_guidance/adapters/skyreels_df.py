@@ -33,7 +33,7 @@ import torch
 from ..errors import ALGError
 from .base import Adapter, Captures
 from .layouts import ConditionLayout, FirstFrame
-from .wan import WAN_BATCHED_INPUTS
+from .wan import WAN_BATCHED_INPUTS, prepare_low_passed
 
 DIFFUSION_FORCING = (
     "its latent frames are denoised at timesteps of their own (the image-latent prefix held clean at timestep 0, "
@@ -124,15 +124,10 @@ class SkyReelsV2DF(Adapter):
         pipeline puts them, frame 0 and (with `last_image`) the last frame.
         """
         capture = self.captured(captures)
-        arguments = dict(capture.arguments)
-        for name in ("image", "last_image"):
-            if arguments.get(name) is not None:
-                arguments[name] = low_pass(arguments[name])
-        arguments["latents"] = capture.result[0]
-        condition = type(pipeline).prepare_latents(pipeline, **arguments)[2]
+        condition = prepare_low_passed(pipeline, capture, low_pass)[2]
         rows = condition.shape[0]
         first = condition[: (rows + 1) // 2]
-        if arguments.get("last_image") is None:
+        if capture.arguments.get("last_image") is None:
             return first
         return torch.cat([first, condition[rows // 2 :]], dim=2)
 

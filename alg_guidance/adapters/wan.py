@@ -80,13 +80,7 @@ class _WanFamily(Adapter):
         `prepare_latents` encodes with the VAE's mode and the pipeline's normalization, so the result is the
         deterministic condition of the filtered image; passing the run's latents keeps it from drawing noise.
         """
-        capture = self.captured(captures)
-        arguments = dict(capture.arguments)
-        for name in ("image", "last_image"):
-            if arguments.get(name) is not None:
-                arguments[name] = low_pass(arguments[name])
-        arguments["latents"] = capture.result[0]
-        return self.condition_of(type(pipeline).prepare_latents(pipeline, **arguments)[1])
+        return self.condition_of(prepare_low_passed(pipeline, self.captured(captures), low_pass)[1])
 
     def condition_of(self, prepared: torch.Tensor) -> torch.Tensor:
         """The part of `prepare_latents`' condition that `layout` reads; all of it by default."""
@@ -160,6 +154,19 @@ class SkyReelsV2(_WanFamily):
     name = "skyreels-v2"
     pipelines = ("SkyReelsV2ImageToVideoPipeline",)
     preset = "skyreels-v2"
+
+
+def prepare_low_passed(pipeline: Any, capture: Any, low_pass: Callable[[torch.Tensor], torch.Tensor]) -> tuple:
+    """What the pipeline's own `prepare_latents` returns for the run's arguments with the image(s) low-passed.
+
+    The image and `last_image` are low-passed; the run's latents are passed in, so nothing draws noise.
+    """
+    arguments = dict(capture.arguments)
+    for name in ("image", "last_image"):
+        if arguments.get(name) is not None:
+            arguments[name] = low_pass(arguments[name])
+    arguments["latents"] = capture.result[0]
+    return type(pipeline).prepare_latents(pipeline, **arguments)
 
 
 def _config_refusal(pipeline: Any, *, two_experts: bool | None, expand_timesteps: bool) -> str | None:
