@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..hookspecs import hookimpl
 from . import cogvideox, hunyuan, ltx, svd, wan
+from . import ltx2
 from .base import Adapter
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 
@@ -15,6 +16,7 @@ BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
     *hunyuan.ADAPTERS,
     *ltx.ADAPTERS,
     *svd.ADAPTERS,
+    *ltx2.ADAPTERS,
 )
 
 

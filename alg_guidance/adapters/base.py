@@ -65,6 +65,13 @@ class Adapter:
         preset: The preset `alg_guidance.enable` uses when given no config.
         k_diffusion_refusal: Why k-diffusion samplers cannot sample this family through `from_pipeline`, or
             `None` if they can.
+        predictions: How many leading items of the denoiser's output are predictions that ALG combines, each by the
+            same rule (LTX-2's transformer predicts video and audio: 2). More than one needs batched guidance.
+        perturbed_contexts: For batched guidance, the cache-context names of the extra calls a pipeline makes on the
+            cond batch alone with a perturbed denoiser (LTX-2's spatio-temporal and modality-isolation guidance).
+            ALG evaluates them with the low-passed condition and adds the step's `u_orig - u_lp`, as it does to the
+            cond prediction: the pipeline's guidance, an affine combination whose weights sum to 1, then equals its
+            guidance computed wholly with the low-passed condition, moved by `u_orig - u_lp`.
     """
 
     name: ClassVar[str]
@@ -78,6 +85,8 @@ class Adapter:
     denoiser_names: ClassVar[tuple[str, ...]] = ("transformer", "transformer_2")
     preset: ClassVar[str] = "paper"
     k_diffusion_refusal: ClassVar[str | None] = None
+    predictions: ClassVar[int] = 1
+    perturbed_contexts: ClassVar[tuple[str, ...]] = ()
 
     def refusal(self, pipeline: object) -> str | None:
         """Why this adapter cannot serve `pipeline`, or `None` if it can.

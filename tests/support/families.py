@@ -35,8 +35,9 @@ class Family:
 def all_families() -> dict[str, Family]:
     """Every family, by adapter name."""
     from . import tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_svd, tiny_wan
+    from . import tiny_ltx2
 
     families: dict[str, Family] = {}
-    for module in (tiny_wan, tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_svd):
+    for module in (tiny_wan, tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_svd, tiny_ltx2):
         families.update(module.FAMILIES)
     return families
