@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from . import cogvideox, hunyuan, ltx, svd, wan
-from . import ltx2
+from . import cogvideox, hunyuan, ltx, ltx2, svd, wan
 from .base import Adapter
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 

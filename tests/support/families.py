@@ -34,8 +34,7 @@ class Family:
 
 def all_families() -> dict[str, Family]:
     """Every family, by adapter name."""
-    from . import tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_svd, tiny_wan
-    from . import tiny_ltx2
+    from . import tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_ltx2, tiny_svd, tiny_wan
 
     families: dict[str, Family] = {}
     for module in (tiny_wan, tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_svd, tiny_ltx2):

@@ -3,8 +3,9 @@
 The Gemma text encoder and tokenizer are left out: runs pass prompt embeddings (the text encoder's stacked hidden
 states, `TEXT_DIM * TEXT_LAYERS` features a token) and their attention masks; the pipeline's own text connectors
 turn them into the video and audio prompts. The vocoder is left out too: runs return latents. The video VAE
-compresses 2x in space and in time, so a 32 x 32, 5-frame video (the pipeline needs multiples of 32) is 3 latent frames of 16 x 16, packed into 768
-tokens of 4 channels; the audio of those 5 frames at 25 fps is 5 latent steps of 2 channels x 2 mel bins.
+compresses 2x in space and in time, so a 32 x 32, 5-frame video (the pipeline needs multiples of 32) is 3 latent
+frames of 16 x 16, packed into 768 tokens of 4 channels; the audio of those 5 frames at 25 fps is 5 latent steps
+of 2 channels x 2 mel bins.
 """
 
 from __future__ import annotations
