@@ -228,3 +228,21 @@ def test_the_default_preset_is_ltx2_which_starts_from_the_paper_default():
     pipe = tiny_ltx2.ltx2_i2v()
     with alg.enable(pipe) as handle:
         assert handle.config == alg.ALGConfig(preset="ltx2") == alg.ALGConfig(preset="paper")
+
+
+def test_a_batch_of_two_videos_follows_the_alg_formula(monkeypatch):
+    pipe = tiny_ltx2.ltx2_i2v()
+    reference = copy.deepcopy(pipe.transformer)
+    shape = (4, tiny_ltx2.TEXT_TOKENS, tiny_ltx2.TEXT_DIM * tiny_ltx2.TEXT_LAYERS)
+    embeds = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    masks = torch.ones(2, tiny_ltx2.TEXT_TOKENS, dtype=torch.long)
+    prompts = {
+        "prompt_embeds": embeds[:2],
+        "negative_prompt_embeds": embeds[2:],
+        "prompt_attention_mask": masks,
+        "negative_prompt_attention_mask": masks,
+    }
+    with alg.enable(pipe, CONFIG), recording(pipe, monkeypatch) as record:
+        pipe(**tiny_ltx2.i2v_call(**prompts, **PERTURBED))
+    assert record.evaluations == [6, 2, 2] * 3 + [4, 2, 2]
+    check_steps(reference, record, 3, perturbed=True)

@@ -6,7 +6,6 @@ Nothing here changes what the pipeline computes: the recorders only copy tensors
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,26 @@ def _clone(value: Any) -> Any:
     return value.detach().clone() if isinstance(value, torch.Tensor) else value
 
 
+class _RecordedStep:
+    """A scheduler's `step` that records each prediction it is handed, then steps.
+
+    A deep copy of the scheduler (LTX-2 steps its audio with one) gets a recorder of its own scheduler, recording
+    into the same `Recording`: its predictions then follow the original's within each step.
+    """
+
+    def __init__(self, scheduler: Any, record: Recording) -> None:
+        self.scheduler, self.record = scheduler, record
+        # pipelines inspect step's signature to decide on passing generator / eta
+        self.__signature__ = inspect.signature(type(scheduler).step.__get__(scheduler))
+
+    def __call__(self, model_output: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        self.record.predictions.append(model_output.detach().clone())
+        return type(self.scheduler).step(self.scheduler, model_output, *args, **kwargs)
+
+    def __deepcopy__(self, memo: dict) -> _RecordedStep:
+        return _RecordedStep(memo.get(id(self.scheduler), self.scheduler), self.record)
+
+
 @contextlib.contextmanager
 def recording(pipe: Any, denoisers: Sequence[str] = ("transformer",), counted: str = "proj_out") -> Iterator[Recording]:
     """Record the runs of `pipe` inside the block.
@@ -60,14 +79,7 @@ def recording(pipe: Any, denoisers: Sequence[str] = ("transformer",), counted: s
                 lambda module, args: record.evaluations.append(args[0].shape[0])
             )
         )
-    scheduler_step = pipe.scheduler.step
-
-    @functools.wraps(scheduler_step)  # pipelines inspect step's signature to decide on passing generator / eta
-    def step(model_output, *args, **kwargs):
-        record.predictions.append(model_output.detach().clone())
-        return scheduler_step(model_output, *args, **kwargs)
-
-    pipe.scheduler.step = step
+    pipe.scheduler.step = _RecordedStep(pipe.scheduler, record)
     try:
         yield record
     finally:
