@@ -17,10 +17,12 @@ from diffusers import (
     AutoencoderKLLTX2Audio,
     AutoencoderKLLTX2Video,
     FlowMatchEulerDiscreteScheduler,
+    LTX2ConditionPipeline,
     LTX2ImageToVideoPipeline,
     LTX2VideoTransformer3DModel,
 )
 from diffusers.pipelines.ltx2 import LTX2TextConnectors
+from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
 
 from .families import Family
 from .tiny_wan import image
@@ -146,6 +148,23 @@ def ltx2_i2v() -> LTX2ImageToVideoPipeline:
     return pipe
 
 
+def ltx2_condition() -> LTX2ConditionPipeline:
+    """`LTX2ConditionPipeline` without text encoder, tokenizer and vocoder: images condition latent frames."""
+    torch.manual_seed(0)
+    pipe = LTX2ConditionPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=_vae(),
+        audio_vae=_audio_vae(),
+        text_encoder=None,
+        tokenizer=None,
+        connectors=_connectors(),
+        transformer=_transformer(),
+        vocoder=None,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def _mask(valid: int) -> torch.Tensor:
     """An attention mask whose first `valid` of the `TEXT_TOKENS` tokens are valid."""
     return (torch.arange(TEXT_TOKENS) < valid).long()[None]
@@ -180,6 +199,30 @@ def i2v_call(seed: int = 0, **overrides: Any) -> dict[str, Any]:
     }
 
 
+def first_frame(seed: int = 0) -> list[LTX2VideoCondition]:
+    """One image at latent index 0 (no H.264 re-compression)."""
+    return [LTX2VideoCondition(frames=image(seed, size=SIZE), index=0, crf=0)]
+
+
+def keyframes(seed: int = 0) -> list[LTX2VideoCondition]:
+    """An image at latent index 0 and another at the last latent frame (a keyframe, appended after the video)."""
+    return [*first_frame(seed), LTX2VideoCondition(frames=image(seed + 1, size=SIZE), index=LATENT_FRAMES - 1, crf=0)]
+
+
+def condition_call(seed: int = 0, **overrides: Any) -> dict[str, Any]:
+    """`i2v_call` for `LTX2ConditionPipeline`, conditioned on `first_frame`."""
+    call = i2v_call(seed, **overrides)
+    del call["image"], call["image_crf"]
+    return {"conditions": first_frame(seed), **call}
+
+
+def condition_keyframes_call(seed: int = 0, **overrides: Any) -> dict[str, Any]:
+    """`condition_call` conditioned on `keyframes`."""
+    return condition_call(seed, **{"conditions": keyframes(seed), **overrides})
+
+
 FAMILIES = {
     "ltx2": Family("ltx2", ltx2_i2v, i2v_call),
+    "ltx2-condition": Family("ltx2-condition", ltx2_condition, condition_call),
+    "ltx2-condition-keyframes": Family("ltx2-condition", ltx2_condition, condition_keyframes_call),
 }
