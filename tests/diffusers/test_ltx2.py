@@ -219,6 +219,19 @@ def test_without_cfg_auto_mode_replaces_the_condition_in_one_evaluation(monkeypa
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_without_cfg_the_perturbed_guidance_calls_see_the_low_passed_image_too(monkeypatch, family):
+    pipe = FAMILIES[family].make()
+    reference = copy.deepcopy(pipe.transformer)
+    with alg.enable(pipe, CONFIG), recording(pipe, monkeypatch) as record:
+        run(family, pipe, guidance_scale=1.0, audio_guidance_scale=1.0, **PERTURBED)
+    assert record.evaluations == [1, 1, 1] * 4
+    for step, strength in enumerate(STRENGTHS):
+        cond, stg, mod = (evaluate(reference, c, strength, IMAGE_OFFSETS[family]) for c in record.calls[3 * step :][:3])
+        video, audio = (cond[k] + STG * (cond[k] - stg[k]) + (MODALITY - 1) * (cond[k] - mod[k]) for k in range(2))
+        check(record, step, denoised(video), audio)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_zero_strength_leaves_video_and_audio_bit_identical(family):
     plain, pipe = FAMILIES[family].make(), FAMILIES[family].make()
     want = run(family, plain, **PERTURBED)
