@@ -2,8 +2,8 @@
 
 Importing the package imports torch, pydantic and pluggy only: no plugin is loaded until a filter,
 schedule or adapter is first looked up, and diffusers and k-diffusion are imported only by the
-integrations that need them. `enable`, `disable` and `ALGHandle` need the `diffusers` extra: without it they
-are left out of `__all__` and `dir()`, and using one says what to install.
+integrations that need them. `enable`, `disable`, `ALGHandle` and `ALGGuidance` need the `diffusers` extra:
+without it they are left out of `__all__` and `dir()`, and using one says what to install.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-_DIFFUSERS_NAMES = ("ALGHandle", "disable", "enable")
+_DIFFUSERS_NAMES = ("ALGGuidance", "ALGHandle", "disable", "enable")
 
 
 def __getattr__(name: str):

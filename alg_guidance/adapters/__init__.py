@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from . import cogvideox, hunyuan, ltx, ltx2, svd, wan
+from . import (
+    cogvideox,
+    easyanimate,
+    hunyuan,
+    hunyuan_variants,
+    ltx,
+    ltx2,
+    sana_kandinsky,
+    skyreels_df,
+    svd,
+    wan,
+    wan_extras,
+)
 from .base import Adapter
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 
@@ -15,6 +27,11 @@ BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
     *hunyuan.ADAPTERS,
     *ltx.ADAPTERS,
     *svd.ADAPTERS,
+    *hunyuan_variants.ADAPTERS,
+    *skyreels_df.ADAPTERS,
+    *sana_kandinsky.ADAPTERS,
+    *wan_extras.ADAPTERS,
+    *easyanimate.ADAPTERS,
     *ltx2.ADAPTERS,
 )
 

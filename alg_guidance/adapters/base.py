@@ -65,6 +65,16 @@ class Adapter:
         preset: The preset `alg_guidance.enable` uses when given no config.
         k_diffusion_refusal: Why k-diffusion samplers cannot sample this family through `from_pipeline`, or
             `None` if they can.
+        steps_scheduler: Whether the pipeline steps its own `scheduler`, whose `step_index` then says where the run
+            stands. `False` for pipelines that step copies of it (SkyReels-V2 diffusion forcing keeps one per latent
+            frame): the run then counts the steps its denoiser calls start, and takes their number from
+            [`num_steps`][alg_guidance.adapters.base.Adapter.num_steps].
+        batches_branches: Whether ALG's branches can run stacked in one denoiser call (`batch_branches`); `False`
+            when the denoiser takes a per-sample input it cannot split or stack (SkyReels-V2 diffusion forcing's
+            `fps` list), so that every branch runs as a call of its own.
+        guider_denoisers: Class names of the denoisers whose condition the diffusers guider
+            [`ALGGuidance`][alg_guidance.integrations.diffusers.guider.ALGGuidance] can low-pass (see
+            [`guider_layout`][alg_guidance.adapters.base.Adapter.guider_layout]).
         predictions: How many leading items of the denoiser's output are predictions that ALG combines, each by the
             same rule (LTX-2's transformer predicts video and audio: 2). More than one needs batched guidance.
         perturbed_contexts: For batched guidance, the cache-context names of the extra calls a pipeline makes on the
@@ -85,6 +95,9 @@ class Adapter:
     denoiser_names: ClassVar[tuple[str, ...]] = ("transformer", "transformer_2")
     preset: ClassVar[str] = "paper"
     k_diffusion_refusal: ClassVar[str | None] = None
+    steps_scheduler: ClassVar[bool] = True
+    batches_branches: ClassVar[bool] = True
+    guider_denoisers: ClassVar[tuple[str, ...]] = ()
     predictions: ClassVar[int] = 1
     perturbed_contexts: ClassVar[tuple[str, ...]] = ()
 
@@ -118,6 +131,14 @@ class Adapter:
         """Where the image condition sits in the denoiser's inputs during this run."""
         raise NotImplementedError(f"{type(self).__name__} must implement layout()")
 
+    def guider_layout(self, denoiser: torch.nn.Module) -> ConditionLayout | None:
+        """Where the image condition sits in `denoiser`'s inputs when a diffusers guider drives it; `None` if unknown.
+
+        A guider sees the denoiser only, not the pipeline (modular pipelines and guider-driven ones such as
+        HunyuanVideo 1.5), so the layout comes from the denoiser's class and config. The default knows none.
+        """
+        return None
+
     def uses_cfg(self, pipeline: Any) -> bool | None:
         """Whether the pipeline's current run uses classifier-free guidance; `None` if it cannot tell.
 
@@ -125,6 +146,14 @@ class Adapter:
         either comes or not); batched ones must give one, to know whether the batch holds `[uncond, cond]`.
         """
         return bool(pipeline.do_classifier_free_guidance)
+
+    def num_steps(self, pipeline: Any) -> int:
+        """The number of denoising steps of the pipeline's current run, asked at its first denoiser call.
+
+        The default counts the scheduler's timesteps; pipelines whose steps are not the scheduler's (see
+        `steps_scheduler`) say how many they run.
+        """
+        return len(pipeline.scheduler.timesteps)
 
     def prepared_condition(self, pipeline: Any, captures: Captures) -> torch.Tensor | None:
         """The condition as the pipeline prepared it before casting it for the denoiser, if it kept more precision.

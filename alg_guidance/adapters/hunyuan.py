@@ -153,7 +153,9 @@ class HunyuanVideo15I2V(Adapter):
     The guider combines `pred_uncond + w * (pred_cond - pred_uncond)` (or `pred_cond + w * (pred_cond -
     pred_uncond)` with `use_original_formulation`) from the two predictions the pipeline stores, after both
     calls of a step; both are affine in the predictions with weights summing to one, so the sequential rule is
-    exact for either. Other guiders combine their predictions otherwise and are refused.
+    exact for either. Other guiders combine their predictions otherwise and are refused: ALG runs with them as the
+    guider [`ALGGuidance`][alg_guidance.integrations.diffusers.guider.ALGGuidance], which this adapter's
+    `guider_layout` serves.
     """
 
     name = "hunyuanvideo1.5"
@@ -164,6 +166,7 @@ class HunyuanVideo15I2V(Adapter):
     captures = "prepare_cond_latents_and_mask"
     pixel_space = True
     preset = "paper"
+    guider_denoisers = ("HunyuanVideo15Transformer3DModel",)
 
     def refusal(self, pipeline: object) -> str | None:
         """Also refuses a guider other than `ClassifierFreeGuidance`."""
@@ -172,6 +175,12 @@ class HunyuanVideo15I2V(Adapter):
     def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The image-latent channels after the `num_channels_latents` latent channels."""
         return _image_latent_channels(pipeline.num_channels_latents)
+
+    def guider_layout(self, denoiser: torch.nn.Module) -> ConditionLayout | None:
+        """The image-latent channels after the `out_channels` latent channels (the frame mask left out)."""
+        if type(denoiser).__name__ not in self.guider_denoisers:
+            return None
+        return _image_latent_channels(denoiser.config.out_channels)
 
     def uses_cfg(self, pipeline: Any) -> bool | None:
         """`None`: the guider decides per step (its `start`/`stop` window); checks the guider is still exact."""
@@ -232,7 +241,8 @@ def _guider_refusal(pipeline: Any) -> str | None:
     if guider != EXACT_GUIDER:
         return (
             f"the pipeline's guider is {guider}, not {EXACT_GUIDER}: ALG's branch rule is exact only for a guider "
-            "that combines the two predictions as u + w (c - u)"
+            "that combines the two predictions as u + w (c - u); for any other guider, set "
+            "pipe.guider = alg.ALGGuidance(pipe.guider) instead of alg.enable"
         )
     return None
 

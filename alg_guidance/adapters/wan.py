@@ -40,6 +40,7 @@ class _WanFamily(Adapter):
     batched_inputs = WAN_BATCHED_INPUTS
     captures = "prepare_latents"
     pixel_space = True
+    guider_denoisers = ("WanTransformer3DModel",)
 
     def refusal(self, pipeline: object) -> str | None:
         """Also refuses a transformer without the condition channels (a text-to-video checkpoint)."""
@@ -58,6 +59,13 @@ class _WanFamily(Adapter):
     def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The condition channels after the `z_dim` latent channels."""
         return ChannelSlice("hidden_states", dim=1, start=pipeline.vae.config.z_dim)
+
+    def guider_layout(self, denoiser: torch.nn.Module) -> ConditionLayout | None:
+        """The channels after the `out_channels` latent channels, for a transformer that takes condition channels."""
+        config = denoiser.config
+        if type(denoiser).__name__ not in self.guider_denoisers or config.in_channels <= config.out_channels:
+            return None
+        return ChannelSlice("hidden_states", dim=1, start=config.out_channels)
 
     def prepared_condition(self, pipeline: Any, captures: Captures) -> torch.Tensor | None:
         """The float32 condition `prepare_latents` returned, as the layout reads it."""

@@ -13,6 +13,7 @@ from .options import CheckedCommand
 from .plugins import plugins
 from .presets import presets
 from .preview import preview
+from .sweep import sweep
 
 # rich_markup_mode=None: click's plain help, which wraps long words at any width where rich's panels cut them short;
 # a bug's traceback without every frame's local variables (input errors end as usage errors, see CheckedCommand)
@@ -34,6 +35,6 @@ def alg_guidance(
     """Adaptive Low-Pass Guidance for image-to-video diffusion."""
 
 
-for command in (plugins, presets, preview, generate):
+for command in (plugins, presets, preview, generate, sweep):
     app.command(cls=CheckedCommand)(command)
 app.command("eval", cls=CheckedCommand)(evaluate)

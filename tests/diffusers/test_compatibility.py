@@ -314,8 +314,9 @@ def test_lora_loaded_before_or_after_alg_is_used_by_every_branch(name, order, tm
     assert transformer.config == getattr(family.make(), pipe.transformer_name).config
     transformer.save_pretrained(tmp_path)
     assert (tmp_path / "config.json").is_file()
-    with transformer.cache_context("cond"):
-        pass
+    if hasattr(transformer, "cache_context"):  # transformers without diffusers' CacheMixin have none (Sana-Video)
+        with transformer.cache_context("cond"):
+            pass
 
     pipe.unload_lora_weights()
     assert torch.equal(family.run(pipe), guided(name).frames)

@@ -48,6 +48,7 @@ def test_the_served_and_refused_families_are_the_ones_the_docs_name():
         "cogvideox",
         "hunyuanvideo-33ch",
         "hunyuanvideo1.5",
+        "hunyuanvideo-skyreels",
     }
 
 

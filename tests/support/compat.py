@@ -27,7 +27,7 @@ from .recording import recording
 
 # 4 steps at progress 0, 1/3, 2/3, 1: the first three are filtered, the last is plain CFG.
 CONFIG = alg.ALGConfig(filter={"kind": "downsample", "factor": 0.4}, schedule={"kind": "step", "end": 0.7})
-LORA_TARGETS = ("to_q", "to_k", "to_v")
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_query", "to_key", "to_value")
 
 
 @dataclass(frozen=True)

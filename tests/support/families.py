@@ -34,9 +34,22 @@ class Family:
 
 def all_families() -> dict[str, Family]:
     """Every family, by adapter name."""
-    from . import tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_ltx2, tiny_svd, tiny_wan
+    from . import (
+        tiny_cogvideox,
+        tiny_easyanimate,
+        tiny_hunyuan,
+        tiny_hunyuan_variants,
+        tiny_ltx,
+        tiny_ltx2,
+        tiny_sana_kandinsky,
+        tiny_svd,
+        tiny_wan,
+        tiny_wanplus,
+    )
 
     families: dict[str, Family] = {}
-    for module in (tiny_wan, tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_svd, tiny_ltx2):
+    modules = (tiny_wan, tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_svd)
+    modules += (tiny_hunyuan_variants, tiny_sana_kandinsky, tiny_wanplus, tiny_easyanimate, tiny_ltx2)
+    for module in modules:
         families.update(module.FAMILIES)
     return families

@@ -6,6 +6,7 @@ Nothing here changes what the pipeline computes: the recorders only copy tensors
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,26 +33,6 @@ class Recording:
 
 def _clone(value: Any) -> Any:
     return value.detach().clone() if isinstance(value, torch.Tensor) else value
-
-
-class _RecordedStep:
-    """A scheduler's `step` that records each prediction it is handed, then steps.
-
-    A deep copy of the scheduler (LTX-2 steps its audio with one) gets a recorder of its own scheduler, recording
-    into the same `Recording`: its predictions then follow the original's within each step.
-    """
-
-    def __init__(self, scheduler: Any, record: Recording) -> None:
-        self.scheduler, self.record = scheduler, record
-        # pipelines inspect step's signature to decide on passing generator / eta
-        self.__signature__ = inspect.signature(type(scheduler).step.__get__(scheduler))
-
-    def __call__(self, model_output: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        self.record.predictions.append(model_output.detach().clone())
-        return type(self.scheduler).step(self.scheduler, model_output, *args, **kwargs)
-
-    def __deepcopy__(self, memo: dict) -> _RecordedStep:
-        return _RecordedStep(memo.get(id(self.scheduler), self.scheduler), self.record)
 
 
 @contextlib.contextmanager
@@ -86,6 +67,26 @@ def recording(pipe: Any, denoisers: Sequence[str] = ("transformer",), counted: s
         del pipe.scheduler.step
         for handle in handles:
             handle.remove()
+
+
+class _RecordedStep:
+    """A scheduler's `step` that records the model output it is handed, then steps that scheduler.
+
+    A deep copy of the scheduler gets a recorder that steps the copy: SkyReels-V2 diffusion forcing steps one copy
+    of its scheduler per latent frame, and each must keep its own state.
+    """
+
+    def __init__(self, scheduler: Any, record: Recording) -> None:
+        self.scheduler = scheduler
+        self.record = record
+        functools.update_wrapper(self, scheduler.step)  # pipelines inspect step's signature (generator, eta)
+
+    def __call__(self, model_output: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        self.record.predictions.append(model_output.detach().clone())
+        return type(self.scheduler).step(self.scheduler, model_output, *args, **kwargs)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _RecordedStep:
+        return _RecordedStep(memo.get(id(self.scheduler), self.scheduler), self.record)
 
 
 def model_inputs(call: dict[str, Any], **changes: Any) -> dict[str, Any]:

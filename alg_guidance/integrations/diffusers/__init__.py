@@ -1,7 +1,9 @@
 """ALG on stock diffusers pipelines.
 
 [`enable`][alg_guidance.integrations.diffusers.enable] and [`disable`][alg_guidance.integrations.diffusers.disable]
-are exported from the package root as `alg.enable` and `alg.disable`.
+are exported from the package root as `alg.enable` and `alg.disable`, and so is the guider
+[`ALGGuidance`][alg_guidance.integrations.diffusers.guider.ALGGuidance] (`alg.ALGGuidance`), for pipelines that take a
+diffusers guider.
 `enable` registers a diffusers `ModelHook` on the pipeline's denoiser (`pipe.transformer`, and
 `pipe.transformer_2` for Wan 2.2): the modules stay the real models, so their config, dtype, LoRA loading,
 `cache_context`, compilation and `save_pretrained` keep working, and any scheduler the pipeline holds works.
@@ -22,6 +24,7 @@ from typing import Any
 
 import torch
 from diffusers.hooks import HookRegistry
+from diffusers.hooks.context_parallel import ContextParallelSplitHook
 
 from ...adapters.base import Adapter
 from ...adapters.lookup import find_adapter
@@ -30,11 +33,12 @@ from ...errors import ALGError
 from ...registry import Registry
 from ...schedules import StepState
 from . import scope
+from .guider import ALGGuidance
 from .hook import HOOK_NAME, ALGHook, refuse_incompatible_caches
 from .offload import model_offload_paused
 from .run import PipelineRun
 
-__all__ = ["ALGHandle", "disable", "enable", "find_adapter"]
+__all__ = ["ALGGuidance", "ALGHandle", "disable", "enable", "find_adapter"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,9 @@ def _start_run(pipeline: Any) -> PipelineRun | None:
     enabled = _enabled.get(pipeline)
     if enabled is None:
         return None
+    with _lock:
+        for module in enabled.denoisers:
+            _outside_context_parallelism(module)
     return PipelineRun(pipeline, enabled.adapter, enabled.config, enabled.registry)
 
 
@@ -155,6 +162,31 @@ def disable(pipeline: Any) -> None:
         enabled.release.detach()
         with model_offload_paused(pipeline, enabled.denoisers):
             _release(type(pipeline), enabled.wrapped, enabled.denoisers)
+
+
+def _outside_context_parallelism(module: torch.nn.Module) -> None:
+    """Put ALG's hook back outside diffusers' context-parallel hooks registered after it on `module`.
+
+    diffusers runs the hook registered last outermost. `enable_parallelism` after `enable` puts its input split
+    outside ALG's hook, and a model whose plan splits its inputs at the model itself (LTX-Video's token sequence)
+    would hand ALG each rank's shard of the condition: ALG is moved back outside, so that it filters and splits the
+    whole inputs, as when it is enabled after `enable_parallelism`.
+
+    Raises:
+        ALGError: A hook that replaces the forward was registered after context parallelism, so that ALG's hook
+            cannot be moved (diffusers' `remove_hook` would unhook it).
+    """
+    registry = module._diffusers_hook
+    later = registry._hook_order[registry._hook_order.index(HOOK_NAME) + 1 :]
+    if not any(isinstance(registry.hooks[name], ContextParallelSplitHook) for name in later):
+        return
+    if any(hasattr(registry.hooks[name], "new_forward") for name in later):
+        raise ALGError(
+            f"ALG's hook on {type(module).__name__} sits inside context parallelism and another hook "
+            f"({', '.join(later)}); call alg.enable after transformer.enable_parallelism"
+        )
+    registry.remove_hook(HOOK_NAME, recurse=False)
+    registry.register_hook(ALGHook(), HOOK_NAME)
 
 
 def _weakly_referable(pipeline: Any) -> bool:

@@ -161,7 +161,12 @@ class PipelineRun:
         adapter, pipeline = self.adapter, self.pipeline
         uses_cfg = adapter.uses_cfg(pipeline)
         record = Run(self.config, resolve_mode(self.config.mode, True if uses_cfg is None else uses_cfg), self.registry)
-        clock = SchedulerClock(pipeline.scheduler, self.config.schedule.uses_noise_level)
+        clock = SchedulerClock(
+            pipeline.scheduler,
+            self.config.schedule.uses_noise_level,
+            num_steps=adapter.num_steps(pipeline),
+            counts_steps=not adapter.steps_scheduler,
+        )
         if any(record.conditions.strength(state) > 0.0 for state in clock.states()):
             refuse_incompatible_caches(self.denoisers)  # harmless when the schedule never filters
         self._sampling = _Sampling(
@@ -169,7 +174,7 @@ class PipelineRun:
             clock=clock,
             layout=adapter.layout(pipeline, self.captures),
             uses_cfg=uses_cfg,
-            separate=not self.config.batch_branches or has_caching_hooks(self.denoisers),
+            separate=not (self.config.batch_branches and adapter.batches_branches) or has_caching_hooks(self.denoisers),
         )
         return self._sampling
 

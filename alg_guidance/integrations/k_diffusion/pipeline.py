@@ -11,7 +11,8 @@ What differs between model families comes from the pipeline's [adapter][alg_guid
 same one `alg.enable` uses: where the condition sits (its layout), how the CFG branches are laid out
 (`guidance`, `batched_inputs`), the run's CFG scale, how latents decode, and why a family cannot be sampled
 this way (`k_diffusion_refusal`). Served: the families whose condition is concatenated to the latents along the
-channels (Wan 2.1 and SkyReels-V2, CogVideoX 1.0 and 1.5, HunyuanVideo-I2V-33ch, HunyuanVideo 1.5).
+channels (Wan 2.1 and SkyReels-V2, CogVideoX 1.0 and 1.5, HunyuanVideo-I2V-33ch, SkyReels-V1-Hunyuan,
+HunyuanVideo 1.5).
 """
 
 from __future__ import annotations
@@ -197,8 +198,8 @@ def from_pipeline(
     step count, generator...) through its preprocessing and encoding, and stops before its transformer runs.
     Serves the families whose image condition is concatenated to the latents along the channels: Wan 2.1 and
     SkyReels-V2 (flow matching, sequential CFG), CogVideoX 1.0/1.5 (discrete v-prediction, batched CFG),
-    HunyuanVideo-I2V-33ch (flow matching; embedded guidance, or true CFG) and HunyuanVideo 1.5 (flow matching,
-    its CFG guider). The others are refused with the reason their adapter gives.
+    HunyuanVideo-I2V-33ch and SkyReels-V1-Hunyuan (flow matching; embedded guidance, or true CFG) and
+    HunyuanVideo 1.5 (flow matching, its CFG guider). The others are refused with the reason their adapter gives.
 
     Args:
         pipeline: A diffusers image-to-video pipeline of a served family.
