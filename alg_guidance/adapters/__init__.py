@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from . import cogvideox, easyanimate, hunyuan, hunyuan_variants, ltx, sana_kandinsky, skyreels_df, svd, wan, wan_extras
+from . import (
+    cogvideox,
+    easyanimate,
+    hunyuan,
+    hunyuan_variants,
+    ltx,
+    ltx2,
+    sana_kandinsky,
+    skyreels_df,
+    svd,
+    wan,
+    wan_extras,
+)
 from .base import Adapter
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 
@@ -20,6 +32,7 @@ BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
     *sana_kandinsky.ADAPTERS,
     *wan_extras.ADAPTERS,
     *easyanimate.ADAPTERS,
+    *ltx2.ADAPTERS,
 )
 
 

@@ -75,6 +75,13 @@ class Adapter:
         guider_denoisers: Class names of the denoisers whose condition the diffusers guider
             [`ALGGuidance`][alg_guidance.integrations.diffusers.guider.ALGGuidance] can low-pass (see
             [`guider_layout`][alg_guidance.adapters.base.Adapter.guider_layout]).
+        predictions: How many leading items of the denoiser's output are predictions that ALG combines, each by the
+            same rule (LTX-2's transformer predicts video and audio: 2). More than one needs batched guidance.
+        perturbed_contexts: For batched guidance, the cache-context names of the extra calls a pipeline makes on the
+            cond batch alone with a perturbed denoiser (LTX-2's spatio-temporal and modality-isolation guidance).
+            ALG evaluates them with the low-passed condition and adds the step's `u_orig - u_lp`, as it does to the
+            cond prediction: the pipeline's guidance, an affine combination whose weights sum to 1, then equals its
+            guidance computed wholly with the low-passed condition, moved by `u_orig - u_lp`.
     """
 
     name: ClassVar[str]
@@ -91,6 +98,8 @@ class Adapter:
     steps_scheduler: ClassVar[bool] = True
     batches_branches: ClassVar[bool] = True
     guider_denoisers: ClassVar[tuple[str, ...]] = ()
+    predictions: ClassVar[int] = 1
+    perturbed_contexts: ClassVar[tuple[str, ...]] = ()
 
     def refusal(self, pipeline: object) -> str | None:
         """Why this adapter cannot serve `pipeline`, or `None` if it can.

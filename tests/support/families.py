@@ -40,6 +40,7 @@ def all_families() -> dict[str, Family]:
         tiny_hunyuan,
         tiny_hunyuan_variants,
         tiny_ltx,
+        tiny_ltx2,
         tiny_sana_kandinsky,
         tiny_svd,
         tiny_wan,
@@ -48,7 +49,7 @@ def all_families() -> dict[str, Family]:
 
     families: dict[str, Family] = {}
     modules = (tiny_wan, tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_svd)
-    modules += (tiny_hunyuan_variants, tiny_sana_kandinsky, tiny_wanplus, tiny_easyanimate)
+    modules += (tiny_hunyuan_variants, tiny_sana_kandinsky, tiny_wanplus, tiny_easyanimate, tiny_ltx2)
     for module in modules:
         families.update(module.FAMILIES)
     return families

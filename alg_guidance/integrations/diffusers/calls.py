@@ -12,11 +12,23 @@ def output_tensor(output: Any) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output[0]
 
 
+def output_tensors(output: Any, count: int) -> tuple[torch.Tensor, ...]:
+    """The first `count` predictions in a denoiser's output (LTX-2's transformer predicts video and audio)."""
+    if count == 1:
+        return (output_tensor(output),)
+    return tuple(output[index] for index in range(count))
+
+
 def with_output_tensor(output: Any, tensor: torch.Tensor) -> Any:
     """`output` with its prediction replaced, in the same container."""
+    return with_output_tensors(output, (tensor,))
+
+
+def with_output_tensors(output: Any, tensors: tuple[torch.Tensor, ...]) -> Any:
+    """`output` with its first `len(tensors)` predictions replaced, in the same container."""
     if isinstance(output, torch.Tensor):
-        return tensor
+        return tensors[0]
     if isinstance(output, tuple):
-        return (tensor, *output[1:])
-    first = next(iter(output.keys()))
-    return type(output)(**{**output, first: tensor})
+        return (*tensors, *output[len(tensors) :])
+    keys = list(output.keys())[: len(tensors)]
+    return type(output)(**{**output, **dict(zip(keys, tensors, strict=True))})

@@ -21,10 +21,10 @@ import torch
 from ...adapters.base import Adapter, Capture
 from ...adapters.layouts import ConditionLayout
 from ...config import ALGConfig
-from ...engine import Role, Run, StepPlan, merge_inputs, named_inputs, resolve_mode, split_batch
+from ...engine import Role, Run, StepPlan, merge_inputs, named_inputs, resolve_mode, shifted, split_batch
 from ...errors import ALGError
 from ...registry import Registry
-from .calls import output_tensor, with_output_tensor
+from .calls import output_tensors, with_output_tensors
 from .clock import SchedulerClock
 from .hook import ALGHook, has_caching_hooks, refuse_incompatible_caches
 from .offload import return_to_denoiser
@@ -40,6 +40,7 @@ class _Sampling:
     uses_cfg: bool | None
     separate: bool
     last_step_index: int | None = None
+    shifts: tuple[int, tuple[torch.Tensor | None, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class _Evaluation:
     step: int
     groups: tuple[tuple[int, ...], ...]
     calls: tuple[dict[str, Any], ...]
+    perturbed: bool = False
 
 
 class PipelineRun:
@@ -95,8 +97,9 @@ class PipelineRun:
     def _plan(self, hook: ALGHook, module: torch.nn.Module, args: tuple, kwargs: dict) -> _Evaluation | None:
         """The plan of this call and the inputs of its denoiser calls; `None` when it passes through."""
         sampling = self._sampling or self._start()
-        roles = self._roles(hook, sampling)
-        state = sampling.clock.state(starts_step=roles != ("uncond",))
+        perturbed = self._perturbed(hook)
+        roles = ("cond",) if perturbed else self._roles(hook, sampling)
+        state = sampling.clock.state(starts_step=roles != ("uncond",) and not perturbed)
         plan = sampling.record.plan(state, roles, uncond_sees_image=self.adapter.uncond_sees_image)
         if plan.passes_through:
             return None
@@ -114,17 +117,44 @@ class PipelineRun:
             branches[group[0]] if len(group) == 1 else merge_inputs([branches[i] for i in group], batch // count, names)
             for group in groups
         )
-        return _Evaluation(plan, state.step, groups, calls)
+        return _Evaluation(plan, state.step, groups, calls, perturbed)
 
     @torch.compiler.disable
     def _settle(self, evaluation: _Evaluation, outputs: list[Any]) -> Any:
         """The output to hand the pipeline: the predictions of its roles, in its own call's output container."""
-        branch_outputs: list[torch.Tensor] = [None] * len(evaluation.plan.branches)  # type: ignore[list-item]
-        for group, output in zip(evaluation.groups, outputs, strict=True):
-            for index, piece in zip(group, output_tensor(output).chunk(len(group)), strict=True):
-                branch_outputs[index] = piece
-        predictions = self._sampling.record.settle(evaluation.step, evaluation.plan, branch_outputs)
-        return with_output_tensor(outputs[0], predictions[0] if len(predictions) == 1 else torch.cat(predictions))
+        count = self.adapter.predictions
+        settled = []
+        for number in range(count):
+            branch_outputs: list[torch.Tensor] = [None] * len(evaluation.plan.branches)  # type: ignore[list-item]
+            for group, output in zip(evaluation.groups, outputs, strict=True):
+                for index, piece in zip(group, output_tensors(output, count)[number].chunk(len(group)), strict=True):
+                    branch_outputs[index] = piece
+            predictions = self._predictions(evaluation, number, branch_outputs)
+            settled.append(predictions[0] if len(predictions) == 1 else torch.cat(predictions))
+        return with_output_tensors(outputs[0], tuple(settled))
+
+    def _predictions(
+        self, evaluation: _Evaluation, number: int, branch_outputs: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, ...]:
+        """The predictions of prediction `number` of the denoiser's output, for the call's roles.
+
+        A batched call keeps its step's shift `u_orig - u_lp`; a perturbed call of the same step gets it added.
+        """
+        sampling, plan = self._sampling, evaluation.plan
+        if not evaluation.perturbed:
+            if len(plan.roles) == 2 and self.adapter.perturbed_contexts:
+                shifts = sampling.shifts[1] if sampling.shifts and sampling.shifts[0] == evaluation.step else ()
+                sampling.shifts = (evaluation.step, (*shifts[:number], plan.shift(branch_outputs)))
+            return sampling.record.settle(evaluation.step, plan, branch_outputs)
+        (prediction,) = plan.combine(branch_outputs)
+        if sampling.record.mode != "alg":
+            return (prediction,)
+        if sampling.shifts is None or sampling.shifts[0] != evaluation.step or sampling.shifts[1][number] is None:
+            raise ALGError(
+                f"{type(self.pipeline).__name__} made a perturbed-guidance call before its CFG call of the step, "
+                "whose shift u_orig - u_lp ALG adds to it"
+            )
+        return (shifted(prediction, sampling.shifts[1][number]),)
 
     def _start(self) -> _Sampling:
         """Set up at the first denoiser call, once the pipeline has prepared its inputs and scheduler."""
@@ -147,6 +177,13 @@ class PipelineRun:
             separate=not (self.config.batch_branches and adapter.batches_branches) or has_caching_hooks(self.denoisers),
         )
         return self._sampling
+
+    def _perturbed(self, hook: ALGHook) -> bool:
+        """Whether the call is one of the adapter's perturbed-guidance calls on the cond batch alone."""
+        if not self.adapter.perturbed_contexts:
+            return False
+        context = hook.context()
+        return context is not None and context.name in self.adapter.perturbed_contexts
 
     def _roles(self, hook: ALGHook, sampling: _Sampling) -> tuple[Role, ...]:
         """The roles a denoiser call asks for: both for a batched CFG call, else the cond or the uncond one."""
