@@ -64,6 +64,7 @@ class PipelineRun:
     Attributes:
         pipeline: The pipeline.
         denoisers: The modules this run guides.
+        arguments: The pipeline call's arguments by name, defaults applied (set when the call starts).
         captures: The calls of the adapter's `captures` method recorded in this run.
     """
 
@@ -73,6 +74,7 @@ class PipelineRun:
         self.config = config
         self.registry = registry
         self.denoisers = tuple(adapter.denoisers(pipeline))
+        self.arguments: dict[str, Any] = {}
         self.captures: dict[str, Capture] = {}
         self._sampling: _Sampling | None = None
 
@@ -123,14 +125,18 @@ class PipelineRun:
         for group, output in zip(evaluation.groups, outputs, strict=True):
             for index, piece in zip(group, output_tensor(output).chunk(len(group)), strict=True):
                 branch_outputs[index] = piece
-        predictions = self._sampling.record.settle(evaluation.step, evaluation.plan, branch_outputs)
+        plan, scale = evaluation.plan, None
+        if self.adapter.shift_target == "uncond" and plan.roles == ("uncond",) and plan.extra:
+            scale = self.adapter.guidance_scale(self.pipeline, self.arguments)  # w of the pipeline's own combination
+        predictions = self._sampling.record.settle(evaluation.step, plan, branch_outputs, scale)
         return with_output_tensor(outputs[0], predictions[0] if len(predictions) == 1 else torch.cat(predictions))
 
     def _start(self) -> _Sampling:
         """Set up at the first denoiser call, once the pipeline has prepared its inputs and scheduler."""
         adapter, pipeline = self.adapter, self.pipeline
         uses_cfg = adapter.uses_cfg(pipeline)
-        record = Run(self.config, resolve_mode(self.config.mode, True if uses_cfg is None else uses_cfg), self.registry)
+        mode = resolve_mode(self.config.mode, True if uses_cfg is None else uses_cfg)
+        record = Run(self.config, mode, self.registry, shift_target=adapter.shift_target)
         clock = SchedulerClock(
             pipeline.scheduler,
             self.config.schedule.uses_noise_level,
