@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 from ..hookspecs import hookimpl
-from . import cogvideox, easyanimate, hunyuan, hunyuan_variants, ltx, sana_kandinsky, skyreels_df, svd, wan, wan_extras
+from . import (
+    cogvideox,
+    cosmos,
+    easyanimate,
+    hunyuan,
+    hunyuan_variants,
+    ltx,
+    motif,
+    sana_kandinsky,
+    skyreels_df,
+    svd,
+    wan,
+    wan_extras,
+)
 from .base import Adapter
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame, PackedFirstFrame
 
@@ -20,6 +33,8 @@ BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
     *sana_kandinsky.ADAPTERS,
     *wan_extras.ADAPTERS,
     *easyanimate.ADAPTERS,
+    *motif.ADAPTERS,
+    *cosmos.ADAPTERS,
 )
 
 
