@@ -173,3 +173,13 @@ def test_pixel_space_encodes_the_low_passed_first_frame_once_per_strength():
 
     combine = alg_formula(GUIDER_CFG)
     assert_predictions(record, expected_predictions(record, reference, combine, [2] * 4, pixel_condition))
+
+
+def test_a_bf16_pipeline_keeps_stepping_bf16_latents_under_alg():
+    pipe = tiny_motif.motif_i2v().to(torch.bfloat16)
+    call = FAMILIES["motif-i2v"].call()
+    call = {name: value.bfloat16() if "embeds" in name else value for name, value in call.items()}
+    with alg.enable(pipe, CONFIG), recording(pipe) as record:
+        frames = pipe(**call).frames
+    assert [prediction.dtype for prediction in record.predictions] == [torch.bfloat16] * 4
+    assert frames.dtype == torch.bfloat16 and frames.isfinite().all()

@@ -126,9 +126,15 @@ class PipelineRun:
             for index, piece in zip(group, output_tensor(output).chunk(len(group)), strict=True):
                 branch_outputs[index] = piece
         plan, scale = evaluation.plan, None
-        if self.adapter.shift_target == "uncond" and plan.roles == ("uncond",) and plan.extra:
+        uncond_side = self.adapter.shift_target == "uncond" and plan.roles == ("uncond",) and plan.extra
+        if uncond_side:
             scale = self.adapter.guidance_scale(self.pipeline, self.arguments)  # w of the pipeline's own combination
         predictions = self._sampling.record.settle(evaluation.step, plan, branch_outputs, scale)
+        if uncond_side:
+            # u' is computed in float32; handed back in the model's dtype, so that a pipeline stepping its latents
+            # in the prediction's dtype (MotifVideo) keeps feeding its model that dtype. Rounding u' costs
+            # (w - 1) times a rounding of u, as the model's own rounding of u does in plain CFG, (1 - w) u + w c.
+            predictions = (predictions[0].to(branch_outputs[0].dtype),)
         return with_output_tensor(outputs[0], predictions[0] if len(predictions) == 1 else torch.cat(predictions))
 
     def _start(self) -> _Sampling:
