@@ -104,6 +104,79 @@ def test_bf16_calls_paired_across_two_calls_are_exact_to_float32_too(order):
     torch.testing.assert_close(pipeline_cfg(held["uncond"], held["cond"], 5.0).double(), exact, rtol=1e-6, atol=1e-5)
 
 
+def sequential(run, order, outputs, scale):
+    """Settle one step's calls asking for one role each, in `order`; the predictions handed back, by role."""
+    held = {}
+    for role in order:
+        plan = plan_step(1.0, "alg", [role])
+        (held[role],) = run.settle(3, plan, [outputs[str(branch)].clone() for branch in plan.branches], scale)
+    return held
+
+
+@pytest.mark.parametrize("order", [("cond", "uncond"), ("uncond", "cond")])
+@pytest.mark.parametrize("scale", [5.0, 8.0, 1.5, 0.5, -2.0, PER_FRAME_SCALE + 1])
+def test_the_uncond_side_form_leaves_cond_alone_and_makes_the_callers_cfg_produce_alg(order, scale):
+    held = sequential(Run(ALGConfig(), "alg", shift_target="uncond"), order, OUTPUTS, scale)
+    assert torch.equal(held["cond"], c_lp)  # c_lp exactly as the model returned it: a copy of it is as good
+    expected_uncond = (u_orig - scale * u_lp) / (1 - scale)  # the rule, written out independently
+    torch.testing.assert_close(held["uncond"], expected_uncond, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        pipeline_cfg(held["uncond"], held["cond"], scale), u_orig + scale * c_lp - scale * u_lp, rtol=1e-12, atol=1e-12
+    )
+
+
+def test_the_uncond_side_form_serves_a_caller_that_combines_c_plus_w_times_c_minus_u_at_w_plus_1():
+    scale = 7.0  # Cosmos: c + w (c - u) = u + (w + 1) (c - u)
+    held = sequential(Run(ALGConfig(), "alg", shift_target="uncond"), ("cond", "uncond"), OUTPUTS, scale + 1)
+    cosmos = held["cond"] + scale * (held["cond"] - held["uncond"])
+    torch.testing.assert_close(cosmos, u_orig + (scale + 1) * (c_lp - u_lp), rtol=1e-12, atol=1e-12)
+
+
+def test_the_default_cond_side_form_is_unchanged_and_needs_the_callers_own_cond_tensor():
+    run = Run(ALGConfig(), "alg")
+    assert run.shift_target == "cond"
+    cond_plan, uncond_plan = plan_step(1.0, "alg", ["cond"]), plan_step(1.0, "alg", ["uncond"])
+    (cond,) = run.settle(0, cond_plan, [c_lp.clone()], 5.0)
+    copied = cond.clone()  # what MotifVideo's .clone() keeps
+    (uncond,) = run.settle(0, uncond_plan, evaluate(uncond_plan), 5.0)
+    assert uncond is u_orig  # the scale is ignored: the shift goes into the cond tensor, in place
+    torch.testing.assert_close(cond, c_lp + u_orig - u_lp, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(copied, c_lp)  # a copy taken before the uncond call misses the shift
+
+
+@pytest.mark.parametrize("scale", [1.0, PER_FRAME_SCALE])  # PER_FRAME_SCALE's first frame is 1
+def test_the_uncond_side_form_refuses_a_scale_of_one_and_a_missing_scale(scale):
+    run = Run(ALGConfig(), "alg", shift_target="uncond")
+    plan = plan_step(1.0, "alg", ["uncond"])
+    with pytest.raises(ALGError, match=r"needs a CFG scale w != 1.*mode 'replace'"):
+        run.settle(0, plan, evaluate(plan), scale)
+    with pytest.raises(ALGError, match="needs the CFG scale w"):
+        run.settle(0, plan, evaluate(plan))
+    with pytest.raises(ALGError, match="shift_target is 'cond' or 'uncond', got 'both'"):
+        Run(ALGConfig(), "alg", shift_target="both")
+
+
+def test_the_uncond_side_form_passes_through_untouched_where_alg_adds_nothing():
+    run = Run(ALGConfig(), "alg", shift_target="uncond")
+    for plan in (plan_step(0.0, "alg", ["uncond"]), plan_step(1.0, "alg", ["uncond"], uncond_sees_image=False)):
+        (uncond,) = run.settle(0, plan, [u_orig], 1.0)  # no extra branch: the scale is not asked for
+        assert uncond is u_orig
+    both = plan_step(1.0, "alg", ["uncond", "cond"])  # a batched call: the cond-side combination, at once
+    uncond, cond = run.settle(0, both, evaluate(both))
+    assert uncond is u_orig
+    torch.testing.assert_close(cond, c_lp + u_orig - u_lp)
+
+
+def test_bf16_uncond_side_predictions_come_back_in_float32_exact_to_float32():
+    bf16 = {name: value.to(torch.bfloat16) for name, value in OUTPUTS.items()}
+    held = sequential(Run(ALGConfig(), "alg", shift_target="uncond"), ("cond", "uncond"), bf16, 5.0)
+    assert held["cond"].dtype == torch.bfloat16 and held["uncond"].dtype == torch.float32
+    exact = bf16_alg_in_float64([bf16["u_orig"], bf16["c_lp"], bf16["u_lp"]], 5.0)
+    got = pipeline_cfg(held["uncond"], held["cond"], 5.0)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), exact, rtol=1e-5, atol=1e-5 * exact.abs().max().item())
+
+
 def test_the_plan_passes_through_at_zero_strength_and_low_passes_every_role_in_replace_mode():
     plan = plan_step(0.0, "alg", ["uncond", "cond"])
     assert plan.passes_through and [str(b) for b in plan.branches] == ["u_orig", "c_orig"]

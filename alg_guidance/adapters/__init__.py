@@ -5,11 +5,13 @@ from __future__ import annotations
 from ..hookspecs import hookimpl
 from . import (
     cogvideox,
+    cosmos,
     easyanimate,
     hunyuan,
     hunyuan_variants,
     ltx,
     ltx2,
+    motif,
     sana_kandinsky,
     skyreels_df,
     svd,
@@ -33,6 +35,8 @@ BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
     *wan_extras.ADAPTERS,
     *easyanimate.ADAPTERS,
     *ltx2.ADAPTERS,
+    *motif.ADAPTERS,
+    *cosmos.ADAPTERS,
 )
 
 

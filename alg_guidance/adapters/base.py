@@ -41,7 +41,8 @@ class Adapter:
     - where the image condition sits in their inputs ([`layout`][alg_guidance.adapters.base.Adapter.layout]);
     - how the pipeline runs classifier-free guidance (`guidance`): `"batched"` pipelines call the denoiser
       once on `[uncond, cond]`, `"sequential"` ones call it for cond and then for uncond, telling the calls
-      apart by the cache-context names in `contexts` (or, if `contexts` is `None`, by their order);
+      apart by the cache-context names in `contexts` (or, if `contexts` is `None`, by their order), and which of
+      a sequential pipeline's two predictions carries ALG's correction (`shift_target`);
     - which denoiser inputs carry the batch (`batched_inputs`), so that branches can be split and merged;
     - optionally, how to rebuild the condition from a low-passed pixel image (pixel space), and the
       full-precision condition the pipeline prepared before casting it for the denoiser;
@@ -55,6 +56,13 @@ class Adapter:
         pipelines: Class names of the diffusers pipelines it serves.
         guidance: `"batched"` or `"sequential"`.
         contexts: For sequential guidance, the cache-context names of the cond and uncond calls.
+        shift_target: For sequential guidance, where ALG's correction goes. `"cond"` (the default): the cond call
+            returns `c_lp` and the shift `u_orig - u_lp` is added in place into that tensor once the uncond call has
+            run, which needs a pipeline that keeps the tensor it got. `"uncond"`: for a pipeline that copies or
+            transforms the cond prediction before its uncond call, the cond call returns `c_lp` unchanged and the
+            uncond call `u_lp + (u_orig - u_lp) / (1 - w)`, with `w` from
+            [`guidance_scale`][alg_guidance.adapters.base.Adapter.guidance_scale] at that call: the scale of the
+            pipeline's own `u + w (c - u)` (for `c + w (c - u)`, `w + 1`). See [`plan`][alg_guidance.engine.plan].
         batched_inputs: Denoiser inputs whose first dimension is the batch.
         uncond_sees_image: `False` when the unconditional branch gets no image at all (SVD's zero image):
             ALG then reduces to CFG with a low-passed conditional image and needs no extra branch.
@@ -88,6 +96,7 @@ class Adapter:
     pipelines: ClassVar[tuple[str, ...]] = ()
     guidance: ClassVar[Literal["batched", "sequential"]] = "sequential"
     contexts: ClassVar[tuple[str, str] | None] = ("cond", "uncond")
+    shift_target: ClassVar[Literal["cond", "uncond"]] = "cond"
     batched_inputs: ClassVar[tuple[str, ...]] = ("hidden_states", "timestep", "encoder_hidden_states")
     uncond_sees_image: ClassVar[bool] = True
     captures: ClassVar[str | None] = None
@@ -180,7 +189,9 @@ class Adapter:
     def guidance_scale(self, pipeline: Any, arguments: Mapping[str, Any]) -> float:
         """The CFG scale of a pipeline call with `arguments` (its arguments by name, defaults applied).
 
-        The default reads the pipeline's `guidance_scale`, which the pipeline sets when called.
+        The scale is `w` of `u + w (c - u)`. The default reads the pipeline's `guidance_scale`, which the pipeline
+        sets when called. With `shift_target = "uncond"` it is asked at each uncond call ALG corrects, during the
+        run: it must be the scale of that step's combination.
         """
         return float(pipeline.guidance_scale)
 

@@ -12,7 +12,19 @@ from __future__ import annotations
 
 from .batching import merge_inputs, named_inputs, split_batch
 from .conditions import LowPassedConditions
-from .plan import Branch, GuidanceScale, Mode, Role, StepPlan, alg_prediction, plan_step, resolve_mode, shifted
+from .plan import (
+    Branch,
+    GuidanceScale,
+    Mode,
+    Role,
+    ShiftTarget,
+    StepPlan,
+    alg_prediction,
+    plan_step,
+    resolve_mode,
+    shifted,
+    uncond_side,
+)
 from .progress import SigmaProgress
 from .run import Run
 
@@ -22,6 +34,7 @@ __all__ = [
     "LowPassedConditions",
     "Mode",
     "Role",
+    "ShiftTarget",
     "Run",
     "SigmaProgress",
     "StepPlan",
@@ -32,4 +45,5 @@ __all__ = [
     "resolve_mode",
     "shifted",
     "split_batch",
+    "uncond_side",
 ]

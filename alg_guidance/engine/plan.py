@@ -20,10 +20,32 @@ When the roles arrive in separate calls (a pipeline that calls cond, then uncond
 `c_lp` and the shift `u_orig - u_lp` is added to it once the uncond call has run
 ([`Run.settle`][alg_guidance.engine.run.Run.settle]).
 
+That in-place correction reaches the caller only if it keeps the tensor its cond call got. A pipeline that copies
+or transforms the cond prediction before its uncond call (MotifVideo's `.clone()`, Cosmos's conversion to x0 or
+velocity) gets the *uncond-side* form instead (an adapter's `shift_target = "uncond"`): the cond call returns `c_lp`
+unchanged, and the uncond call, knowing the scale `w` of the caller's `u + w * (c - u)` at that step, returns
+
+    u' = (u_orig - w * u_lp) / (1 - w) = u_lp + (u_orig - u_lp) / (1 - w)
+
+([`uncond_side`][alg_guidance.engine.plan.uncond_side]). The caller's own combination is then ALG:
+
+    u' + w * (c_lp - u') = (1 - w) * u' + w * c_lp
+                         = (1 - w) * u_lp + (u_orig - u_lp) + w * c_lp
+                         = u_orig + w * (c_lp - u_lp).
+
+It needs `w != 1` (at `w = 1` the caller's formula is `c` alone: no CFG, the `"replace"` rule's case). Any caller
+combination that is affine in the two predictions with weights `1 - w` and `w` serves, whatever maps both
+predictions through the same affine function first (Cosmos's x0 `c_skip * x + c_out * D`, or a velocity with the
+conditioning frames overwritten): a combination `c + w (c - u)` is `u + (w + 1)(c - u)`, so its `w` here is `w + 1`.
+
 Precision: on a step where ALG adds the shift, the cond prediction comes back in float32 (or the predictions'
 dtype, if wider), not rounded to a bf16 model's dtype. The caller's own `u + w * (c - u)` then runs in float32 and
 equals ALG to float32 rounding, where the reference code's arithmetic, all in bf16, rounds `c_lp - u_lp`, its
 product with `w` and the sum.
+In the uncond-side form `u'` is computed and handed back in float32 at least. A caller that rounds it to the
+model's dtype (the diffusers integration does, so that pipelines stepping their latents in the prediction's dtype
+keep feeding the model its dtype) adds `(w - 1)` times one rounding of `u`: the error the model's own rounding of
+`u` carries into plain CFG, `(1 - w) u + w c`.
 """
 
 from __future__ import annotations
@@ -42,6 +64,8 @@ Mode = Literal["alg", "replace"]
 """The branch rule: three branches with CFG (`"alg"`), or every branch low-passed (`"replace"`)."""
 GuidanceScale = float | torch.Tensor
 """The CFG scale `w`: a float, or a tensor broadcastable to the predictions (per-frame scales)."""
+ShiftTarget = Literal["cond", "uncond"]
+"""Which prediction of sequential CFG carries ALG's correction: the cond one (in place), or the uncond one."""
 
 
 def resolve_mode(requested: str, uses_cfg: bool) -> Mode:
@@ -142,6 +166,38 @@ class StepPlan:
         u_orig, u_lp = by_branch[Branch("uncond", False)], by_branch[Branch("uncond", True)]
         precision = torch.promote_types(u_orig.dtype, torch.float32)
         return u_orig.to(precision) - u_lp.to(precision)
+
+
+def uncond_side(u_orig: torch.Tensor, u_lp: torch.Tensor, guidance_scale: GuidanceScale) -> torch.Tensor:
+    """The uncond prediction of the uncond-side form, `u_lp + (u_orig - u_lp) / (1 - w)`, in float32 at least.
+
+    With it, the caller's `u' + w * (c_lp - u')` equals `u_orig + w * (c_lp - u_lp)`; the derivation is in
+    [`plan`][alg_guidance.engine.plan].
+
+    Args:
+        u_orig: `D(x, I, ∅)`.
+        u_lp: `D(x, LP(I), ∅)`.
+        guidance_scale: `w` of the caller's `u + w * (c - u)` at this step, a float or a broadcastable tensor.
+
+    Raises:
+        ALGError: `w` is 1 (anywhere, for a tensor): the caller's formula then ignores the uncond prediction.
+
+    Examples:
+        >>> u_orig, u_lp, c_lp = torch.tensor([1.0]), torch.tensor([3.0]), torch.tensor([2.0])
+        >>> u = uncond_side(u_orig, u_lp, 5.0)
+        >>> u + 5.0 * (c_lp - u), u_orig + 5.0 * (c_lp - u_lp)
+        (tensor([-4.]), tensor([-4.]))
+    """
+    if bool(torch.as_tensor(guidance_scale == 1).any()):
+        raise ALGError(
+            "the uncond-side ALG rule needs a CFG scale w != 1 (it returns u_lp + (u_orig - u_lp) / (1 - w)); at "
+            "w = 1 the pipeline's u + w (c - u) is the cond prediction alone, which is sampling without CFG: use "
+            "mode 'replace' (or 'auto')"
+        )
+    precision = torch.promote_types(u_orig.dtype, torch.float32)
+    scale = guidance_scale.to(precision) if isinstance(guidance_scale, torch.Tensor) else float(guidance_scale)
+    u_lp = u_lp.to(precision)
+    return u_lp + (u_orig.to(precision) - u_lp) / (1 - scale)
 
 
 def shifted(cond: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 import torch
 
 from ..config import ALGConfig
+from ..errors import ALGError
 from ..registry import Registry
 from ..schedules import StepState
 from .conditions import LowPassedConditions
-from .plan import Mode, Role, StepPlan, plan_step, shifted, widened
+from .plan import GuidanceScale, Mode, Role, ShiftTarget, StepPlan, plan_step, shifted, uncond_side, widened
 
 
 class Run:
@@ -26,16 +27,25 @@ class Run:
         config: The ALG configuration.
         mode: The branch rule for this run.
         registry: The registry the config's plugins came from (to name a faulty plugin's provider).
+        shift_target: Where a step whose roles come in separate calls gets ALG's correction: `"cond"` (the shift
+            `u_orig - u_lp` added to the cond prediction) or `"uncond"` (the uncond call returns
+            [`uncond_side`][alg_guidance.engine.plan.uncond_side]'s `u'`, the cond call `c_lp` unchanged).
 
     Attributes:
         config: The ALG configuration.
         mode: `"alg"` or `"replace"`.
+        shift_target: `"cond"` or `"uncond"`.
         conditions: The run's strengths and low-passed conditions.
     """
 
-    def __init__(self, config: ALGConfig, mode: Mode, registry: Registry | None = None) -> None:
+    def __init__(
+        self, config: ALGConfig, mode: Mode, registry: Registry | None = None, *, shift_target: ShiftTarget = "cond"
+    ) -> None:
+        if shift_target not in ("cond", "uncond"):
+            raise ALGError(f"shift_target is 'cond' or 'uncond', got {shift_target!r}")
         self.config = config
         self.mode = mode
+        self.shift_target = shift_target
         self.conditions = LowPassedConditions(config, registry)
         self._waiting: tuple[int, Role, torch.Tensor] | None = None
 
@@ -46,7 +56,13 @@ class Run:
         """
         return plan_step(self.conditions.strength(state), self.mode, roles, uncond_sees_image=uncond_sees_image)
 
-    def settle(self, step: int, plan: StepPlan, outputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    def settle(
+        self,
+        step: int,
+        plan: StepPlan,
+        outputs: Sequence[torch.Tensor],
+        guidance_scale: GuidanceScale | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         """The predictions to hand back for a call's roles, pairing calls that ask for one role each.
 
         A call asking for both roles is combined at once
@@ -55,16 +71,31 @@ class Run:
         gets the shift `u_orig - u_lp` added to its cond prediction: before it is handed back if the uncond call
         came first, else in place, into the tensor the caller still holds. That tensor is handed back in float32
         at least (see the precision note of [`plan`][alg_guidance.engine.plan]), so the shift is added exactly.
+        With `shift_target="uncond"`, the cond call gets `c_lp` as it came and the uncond call
+        `u_lp + (u_orig - u_lp) / (1 - w)`; the calls need no pairing.
 
         Args:
             step: The step index (calls of different steps never pair).
             plan: The call's plan.
             outputs: The outputs of `plan.branches`, in order.
+            guidance_scale: `w` of the caller's `u + w * (c - u)` at this step; needed by an uncond call with
+                `shift_target="uncond"`, ignored otherwise.
+
+        Raises:
+            ALGError: An uncond call with `shift_target="uncond"` got no `guidance_scale`, or `w == 1`.
         """
         combined = plan.combine(outputs)
         pairs = self.mode == "alg" and not plan.passes_through and len(plan.roles) == 1
         if not pairs or (plan.roles == ("uncond",) and not plan.extra):
             return combined
+        if self.shift_target == "uncond":
+            if plan.roles == ("cond",):
+                return combined
+            if guidance_scale is None:
+                raise ALGError("the uncond-side ALG rule needs the CFG scale w of the step's uncond call")
+            by_branch = dict(zip(plan.branches, outputs, strict=True))
+            u_lp = by_branch[plan.extra[0]]
+            return (uncond_side(combined[0], u_lp, guidance_scale),)
         role = plan.roles[0]
         held = plan.shift(outputs) if role == "uncond" else widened(combined[0])
         waiting, self._waiting = self._waiting, None

@@ -36,11 +36,13 @@ def all_families() -> dict[str, Family]:
     """Every family, by adapter name."""
     from . import (
         tiny_cogvideox,
+        tiny_cosmos,
         tiny_easyanimate,
         tiny_hunyuan,
         tiny_hunyuan_variants,
         tiny_ltx,
         tiny_ltx2,
+        tiny_motif,
         tiny_sana_kandinsky,
         tiny_svd,
         tiny_wan,
@@ -50,6 +52,7 @@ def all_families() -> dict[str, Family]:
     families: dict[str, Family] = {}
     modules = (tiny_wan, tiny_cogvideox, tiny_hunyuan, tiny_ltx, tiny_svd)
     modules += (tiny_hunyuan_variants, tiny_sana_kandinsky, tiny_wanplus, tiny_easyanimate, tiny_ltx2)
+    modules += (tiny_motif, tiny_cosmos)
     for module in modules:
         families.update(module.FAMILIES)
     return families

@@ -66,6 +66,7 @@ class PipelineRun:
     Attributes:
         pipeline: The pipeline.
         denoisers: The modules this run guides.
+        arguments: The pipeline call's arguments by name, defaults applied (set when the call starts).
         captures: The calls of the adapter's `captures` method recorded in this run.
     """
 
@@ -75,6 +76,7 @@ class PipelineRun:
         self.config = config
         self.registry = registry
         self.denoisers = tuple(adapter.denoisers(pipeline))
+        self.arguments: dict[str, Any] = {}
         self.captures: dict[str, Capture] = {}
         self._sampling: _Sampling | None = None
 
@@ -145,7 +147,7 @@ class PipelineRun:
             if len(plan.roles) == 2 and self.adapter.perturbed_contexts:
                 shifts = sampling.shifts[1] if sampling.shifts and sampling.shifts[0] == evaluation.step else ()
                 sampling.shifts = (evaluation.step, (*shifts[:number], plan.shift(branch_outputs)))
-            return sampling.record.settle(evaluation.step, plan, branch_outputs)
+            return self._settled(evaluation, plan, branch_outputs)
         (prediction,) = plan.combine(branch_outputs)
         if sampling.record.mode != "alg":
             return (prediction,)
@@ -156,11 +158,26 @@ class PipelineRun:
             )
         return (shifted(prediction, sampling.shifts[1][number]),)
 
+    def _settled(
+        self, evaluation: _Evaluation, plan: StepPlan, branch_outputs: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, ...]:
+        """The run record's predictions for a CFG call's roles, with the step's scale where the shift goes to uncond."""
+        uncond_side = self.adapter.shift_target == "uncond" and plan.roles == ("uncond",) and plan.extra
+        scale = self.adapter.guidance_scale(self.pipeline, self.arguments) if uncond_side else None
+        predictions = self._sampling.record.settle(evaluation.step, plan, branch_outputs, scale)
+        if uncond_side:
+            # u' is computed in float32; handed back in the model's dtype, so that a pipeline stepping its latents
+            # in the prediction's dtype (MotifVideo) keeps feeding its model that dtype. Rounding u' costs
+            # (w - 1) times a rounding of u, as the model's own rounding of u does in plain CFG, (1 - w) u + w c.
+            predictions = (predictions[0].to(branch_outputs[0].dtype),)
+        return predictions
+
     def _start(self) -> _Sampling:
         """Set up at the first denoiser call, once the pipeline has prepared its inputs and scheduler."""
         adapter, pipeline = self.adapter, self.pipeline
         uses_cfg = adapter.uses_cfg(pipeline)
-        record = Run(self.config, resolve_mode(self.config.mode, True if uses_cfg is None else uses_cfg), self.registry)
+        mode = resolve_mode(self.config.mode, True if uses_cfg is None else uses_cfg)
+        record = Run(self.config, mode, self.registry, shift_target=adapter.shift_target)
         clock = SchedulerClock(
             pipeline.scheduler,
             self.config.schedule.uses_noise_level,

@@ -2,10 +2,10 @@
 
 Pipelines built from the same components (`Pipeline(**pipe.components)`, `from_pipe`) share their transformer
 and scheduler, so a hook on the transformer cannot tell by itself which pipeline is sampling. The pipeline call
-can: while an enabled pipeline's `__call__` runs, its run is the *active run* of that thread (a context
-variable), and the denoiser hooks guide only calls made inside an active run, by the denoisers it guides.
-Any other call - a sibling pipeline that did not enable ALG, the transformer called directly - passes through
-untouched.
+can: while an enabled pipeline's `__call__` runs, its run (holding the call's `arguments`) is the *active run*
+of that thread (a context variable), and the denoiser hooks guide only calls made inside an active run, by the
+denoisers it guides. Any other call - a sibling pipeline that did not enable ALG, the transformer called
+directly - passes through untouched.
 
 The pipeline's own `__call__` is looked up on its class, so the class gets a thin wrapper while at least one of
 its instances is enabled (and loses it when the last one is disabled or garbage-collected). The same wrapping
@@ -37,8 +37,16 @@ def active_run() -> Any:
     return _active.get()
 
 
+def _arguments(signature: inspect.Signature, self: Any, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A call's arguments by name, defaults applied, `self` left out."""
+    bound = signature.bind(self, *args, **kwargs)
+    bound.apply_defaults()
+    return {key: value for key, value in bound.arguments.items() if key != "self"}
+
+
 def _wrapper(cls: type, name: str, start_run: Callable[[Any], Any]) -> Callable[..., Any]:
     inherited = getattr(cls, name)
+    signature = inspect.signature(inherited)
     if name == "__call__":
 
         @functools.wraps(inherited)
@@ -47,6 +55,8 @@ def _wrapper(cls: type, name: str, start_run: Callable[[Any], Any]) -> Callable[
             if current is not None and current.pipeline is self:  # a nested call of the same pipeline
                 return inherited(self, *args, **kwargs)
             run = start_run(self)
+            if run is not None:
+                run.arguments = _arguments(signature, self, args, kwargs)
             token = _active.set(run)
             try:
                 return inherited(self, *args, **kwargs)
@@ -54,17 +64,13 @@ def _wrapper(cls: type, name: str, start_run: Callable[[Any], Any]) -> Callable[
                 _active.reset(token)
 
         return call
-    signature = inspect.signature(inherited)
 
     @functools.wraps(inherited)
     def capturing(self, *args: Any, **kwargs: Any) -> Any:
         result = inherited(self, *args, **kwargs)
         run = _active.get()
         if run is not None and run.pipeline is self and name not in run.captures:
-            bound = signature.bind(self, *args, **kwargs)
-            bound.apply_defaults()
-            arguments = {key: value for key, value in bound.arguments.items() if key != "self"}
-            run.captures[name] = Capture(arguments, result)
+            run.captures[name] = Capture(_arguments(signature, self, args, kwargs), result)
         return result
 
     return capturing
