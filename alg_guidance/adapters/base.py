@@ -63,6 +63,10 @@ class Adapter:
             uncond call `u_lp + (u_orig - u_lp) / (1 - w)`, with `w` from
             [`guidance_scale`][alg_guidance.adapters.base.Adapter.guidance_scale] at that call: the scale of the
             pipeline's own `u + w (c - u)` (for `c + w (c - u)`, `w + 1`). See [`plan`][alg_guidance.engine.plan].
+        float32_predictions: Whether the cond prediction of a filtered step may come back in float32, so that the
+            pipeline's own CFG runs in float32 (see [`plan`][alg_guidance.engine.plan]). `False` for pipelines that
+            step their latents in the prediction's dtype and hand them to the denoiser without casting them to its
+            dtype (HunyuanVideo 1.5, EasyAnimate): predictions then keep the denoiser's dtype.
         batched_inputs: Denoiser inputs whose first dimension is the batch.
         uncond_sees_image: `False` when the unconditional branch gets no image at all (SVD's zero image):
             ALG then reduces to CFG with a low-passed conditional image and needs no extra branch.
@@ -97,6 +101,7 @@ class Adapter:
     guidance: ClassVar[Literal["batched", "sequential"]] = "sequential"
     contexts: ClassVar[tuple[str, str] | None] = ("cond", "uncond")
     shift_target: ClassVar[Literal["cond", "uncond"]] = "cond"
+    float32_predictions: ClassVar[bool] = True
     batched_inputs: ClassVar[tuple[str, ...]] = ("hidden_states", "timestep", "encoder_hidden_states")
     uncond_sees_image: ClassVar[bool] = True
     captures: ClassVar[str | None] = None

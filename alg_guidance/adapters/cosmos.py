@@ -39,6 +39,7 @@ class _Cosmos(Adapter):
     guidance = "sequential"
     contexts = None
     shift_target = "uncond"
+    float32_predictions = False  # the latents are stepped in the prediction's dtype
     batched_inputs = COSMOS_BATCHED_INPUTS
     captures = "prepare_latents"
     preset = "paper"

@@ -44,6 +44,7 @@ class EasyAnimateI2V(Adapter):
         "its condition is a separate transformer input (inpaint_latents), which the k-diffusion denoisers of "
         "from_pipeline do not build"
     )
+    float32_predictions = False  # it steps its latents in the prediction's dtype and feeds them uncast
 
     def refusal(self, pipeline: object) -> str | None:
         """Also refuses a transformer that takes no `inpaint_latents` (its input is the latent channels alone)."""

@@ -145,6 +145,7 @@ class HunyuanVideoI2V33ch(_HunyuanVideoI2V):
     name = "hunyuanvideo-33ch"
     preset = "paper"
     condition_type = "latent_concat"
+    float32_predictions = False  # it concatenates its latents to the condition without casting them
 
 
 class HunyuanVideo15I2V(Adapter):
@@ -167,6 +168,7 @@ class HunyuanVideo15I2V(Adapter):
     pixel_space = True
     preset = "paper"
     guider_denoisers = ("HunyuanVideo15Transformer3DModel",)
+    float32_predictions = False  # it concatenates its latents to the condition without casting them
 
     def refusal(self, pipeline: object) -> str | None:
         """Also refuses a guider other than `ClassifierFreeGuidance`."""

@@ -99,6 +99,7 @@ class HunyuanVideoSkyreels(_TrueCFG):
     batched_inputs = HUNYUAN_BATCHED_INPUTS
     captures = "prepare_latents"
     preset = "paper"
+    float32_predictions = False  # it concatenates its latents to the condition without casting them
 
     def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The image-latent channels after the `in_channels // 2` latent channels."""

@@ -39,6 +39,7 @@ class MotifVideoI2V(Adapter):
     guidance = "sequential"
     contexts = ("pred_cond", "pred_uncond")
     shift_target = "uncond"
+    float32_predictions = False  # the latents are stepped in the prediction's dtype and fed uncast
     batched_inputs = MOTIF_BATCHED_INPUTS
     captures = "_prepare_first_frame_conditioning"
     pixel_space = True

@@ -42,10 +42,12 @@ Precision: on a step where ALG adds the shift, the cond prediction comes back in
 dtype, if wider), not rounded to a bf16 model's dtype. The caller's own `u + w * (c - u)` then runs in float32 and
 equals ALG to float32 rounding, where the reference code's arithmetic, all in bf16, rounds `c_lp - u_lp`, its
 product with `w` and the sum.
-In the uncond-side form `u'` is computed and handed back in float32 at least. A caller that rounds it to the
-model's dtype (the diffusers integration does, so that pipelines stepping their latents in the prediction's dtype
-keep feeding the model its dtype) adds `(w - 1)` times one rounding of `u`: the error the model's own rounding of
-`u` carries into plain CFG, `(1 - w) u + w c`.
+Pipelines that step their latents in the prediction's dtype and hand them to the model without casting them
+(HunyuanVideo 1.5, HunyuanVideo-I2V-33ch, EasyAnimate, and every pipeline served with the uncond-side form) get
+their predictions back in the model's dtype instead
+([`Run`][alg_guidance.engine.run.Run]'s `float32_predictions`), so that the model keeps getting its own dtype; in
+the uncond-side form the rounding of `u'` adds `(w - 1)` times one rounding of `u`, the error the model's own
+rounding of `u` carries into plain CFG, `(1 - w) u + w c`.
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ class Run:
         shift_target: Where a step whose roles come in separate calls gets ALG's correction: `"cond"` (the shift
             `u_orig - u_lp` added to the cond prediction) or `"uncond"` (the uncond call returns
             [`uncond_side`][alg_guidance.engine.plan.uncond_side]'s `u'`, the cond call `c_lp` unchanged).
+        float32_predictions: Whether predictions may come back in float32 (the default); `False` keeps each in its
+            branch output's dtype, for callers that feed their latents to the model without casting them.
 
     Attributes:
         config: The ALG configuration.
@@ -39,13 +41,20 @@ class Run:
     """
 
     def __init__(
-        self, config: ALGConfig, mode: Mode, registry: Registry | None = None, *, shift_target: ShiftTarget = "cond"
+        self,
+        config: ALGConfig,
+        mode: Mode,
+        registry: Registry | None = None,
+        *,
+        shift_target: ShiftTarget = "cond",
+        float32_predictions: bool = True,
     ) -> None:
         if shift_target not in ("cond", "uncond"):
             raise ALGError(f"shift_target is 'cond' or 'uncond', got {shift_target!r}")
         self.config = config
         self.mode = mode
         self.shift_target = shift_target
+        self.float32_predictions = float32_predictions
         self.conditions = LowPassedConditions(config, registry)
         self._waiting: tuple[int, Role, torch.Tensor] | None = None
 
@@ -84,6 +93,14 @@ class Run:
         Raises:
             ALGError: An uncond call with `shift_target="uncond"` got no `guidance_scale`, or `w == 1`.
         """
+        predictions = self._settle(step, plan, outputs, guidance_scale)
+        if self.float32_predictions:
+            return predictions
+        return tuple(prediction.to(output.dtype) for prediction, output in zip(predictions, outputs, strict=False))
+
+    def _settle(
+        self, step: int, plan: StepPlan, outputs: Sequence[torch.Tensor], guidance_scale: GuidanceScale | None
+    ) -> tuple[torch.Tensor, ...]:
         combined = plan.combine(outputs)
         pairs = self.mode == "alg" and not plan.passes_through and len(plan.roles) == 1
         if not pairs or (plan.roles == ("uncond",) and not plan.extra):
@@ -97,7 +114,10 @@ class Run:
             u_lp = by_branch[plan.extra[0]]
             return (uncond_side(combined[0], u_lp, guidance_scale),)
         role = plan.roles[0]
-        held = plan.shift(outputs) if role == "uncond" else widened(combined[0])
+        if role == "uncond":
+            held = plan.shift(outputs)
+        else:  # the tensor the caller keeps, into which the shift is added in place
+            held = widened(combined[0]) if self.float32_predictions else combined[0]
         waiting, self._waiting = self._waiting, None
         if waiting is None or waiting[0] != step or waiting[1] == role:
             self._waiting = (step, role, held)

@@ -215,9 +215,9 @@ class ALGGuidance(BaseGuidance):
             Branch("uncond", True): u_lp,
         }
         shift = step.plan.shift([outputs[branch] for branch in step.plan.branches])
-        return GuiderOutput(
-            pred=shifted(output.pred, shift), pred_cond=output.pred_cond, pred_uncond=output.pred_uncond
-        )
+        # in the inner guider's dtype: pipelines step their latents in it and may feed them to the model uncast
+        pred = shifted(output.pred, shift).to(output.pred.dtype)
+        return GuiderOutput(pred=pred, pred_cond=output.pred_cond, pred_uncond=output.pred_uncond)
 
     def get_state(self) -> dict[str, Any]:
         """The state diffusers shows in the guider's repr, with ALG's strength and branches of the current step."""

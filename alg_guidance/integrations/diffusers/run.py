@@ -164,20 +164,20 @@ class PipelineRun:
         """The run record's predictions for a CFG call's roles, with the step's scale where the shift goes to uncond."""
         uncond_side = self.adapter.shift_target == "uncond" and plan.roles == ("uncond",) and plan.extra
         scale = self.adapter.guidance_scale(self.pipeline, self.arguments) if uncond_side else None
-        predictions = self._sampling.record.settle(evaluation.step, plan, branch_outputs, scale)
-        if uncond_side:
-            # u' is computed in float32; handed back in the model's dtype, so that a pipeline stepping its latents
-            # in the prediction's dtype (MotifVideo) keeps feeding its model that dtype. Rounding u' costs
-            # (w - 1) times a rounding of u, as the model's own rounding of u does in plain CFG, (1 - w) u + w c.
-            predictions = (predictions[0].to(branch_outputs[0].dtype),)
-        return predictions
+        return self._sampling.record.settle(evaluation.step, plan, branch_outputs, scale)
 
     def _start(self) -> _Sampling:
         """Set up at the first denoiser call, once the pipeline has prepared its inputs and scheduler."""
         adapter, pipeline = self.adapter, self.pipeline
         uses_cfg = adapter.uses_cfg(pipeline)
         mode = resolve_mode(self.config.mode, True if uses_cfg is None else uses_cfg)
-        record = Run(self.config, mode, self.registry, shift_target=adapter.shift_target)
+        record = Run(
+            self.config,
+            mode,
+            self.registry,
+            shift_target=adapter.shift_target,
+            float32_predictions=adapter.float32_predictions,
+        )
         clock = SchedulerClock(
             pipeline.scheduler,
             self.config.schedule.uses_noise_level,
