@@ -81,8 +81,12 @@ class ALGCondBatch:
             return conditions(tensor, plan.strength, key=key)
 
         condition = self.family.condition
-        latents = {False: args["input"], True: condition.low_passed_input(args["input"], cond, low_pass)}
         by_role = {"cond": cond, "uncond": uncond}
+        low_passed_entries = {role: condition.low_passed_entries(by_role[role], low_pass) for role in roles}
+        latents = {False: args["input"], True: condition.low_passed_input(args["input"], cond, low_pass)}
+        if latents[True] is latents[False] and all(low_passed_entries[role] is by_role[role] for role in roles):
+            # No image condition in this conditioning (text-to-video, or an image kept at strength below 1).
+            return self._evaluate(args, args["conds"], args["input"])
         outputs: list[torch.Tensor] = [None] * len(plan.branches)  # type: ignore[list-item]
         for group in plan.calls(self.config.batch_branches):
             # One call for the group, unless its branches see different latents (a condition inside the latent).
@@ -92,9 +96,7 @@ class ALGCondBatch:
                 if not indices:
                     continue
                 lists = [
-                    condition.low_passed_entries(by_role[branch.role], low_pass)
-                    if branch.low_passed
-                    else by_role[branch.role]
+                    (low_passed_entries if branch.low_passed else by_role)[branch.role]
                     for branch in (plan.branches[i] for i in indices)
                 ]
                 results = self._evaluate(args, lists, latents[bool(low_passed)])

@@ -106,3 +106,60 @@ def ltx_latent(seed: int = 0, frames: int = 2, size: int = 4) -> tuple[list, lis
     mask `[B, 1, F, 1, 1]`."""
     extra = {"frame_rate": 25, "attention_mask": torch.ones(1, 8, dtype=torch.long)}
     return kept_first_frame(128, frames, size, 1, seed, extra)
+
+
+HUNYUAN_UNET = {"image_model": "hunyuan_video", "out_channels": 16, "vec_in_dim": 768, "context_in_dim": TEXT_DIM,
+                "hidden_size": 64, "mlp_ratio": 1.0, "num_heads": 2, "depth": 1, "depth_single_blocks": 1,
+                "axes_dim": [8, 12, 12], "theta": 256, "patch_size": [1, 2, 2], "qkv_bias": True,
+                "guidance_embed": True, "byt5": False, "meanflow": False, "use_cond_type_embedding": False,
+                "vision_in_dim": None, "meanflow_sum": False}  # fmt: skip
+"""A tiny HunyuanVideo transformer: the keys ComfyUI's model detection reads from a checkpoint."""
+
+
+def hunyuan_video(seed: int = 0) -> comfy.model_patcher.ModelPatcher:
+    """HunyuanVideo with 16 input channels: text-to-video, and the I2V token-replace model (`HunyuanImageToVideo`
+    v2 (replace), or its `ref_latent` with custom)."""
+    return patcher_of(comfy.supported_models.HunyuanVideo({**HUNYUAN_UNET, "in_channels": 16}), seed)
+
+
+def hunyuan_video_i2v(seed: int = 0) -> comfy.model_patcher.ModelPatcher:
+    """HunyuanVideo I2V 33-channel: 16 latent + 16 image-latent + 1 mask channel."""
+    return patcher_of(comfy.supported_models.HunyuanVideoI2V({**HUNYUAN_UNET, "in_channels": 33}), seed)
+
+
+def hunyuan_video_skyreels(seed: int = 0) -> comfy.model_patcher.ModelPatcher:
+    """SkyReels V1 Hunyuan I2V: 16 latent + 16 image-latent channels."""
+    return patcher_of(comfy.supported_models.HunyuanVideoSkyreelsI2V({**HUNYUAN_UNET, "in_channels": 32}), seed)
+
+
+def hunyuan_video15(seed: int = 0) -> comfy.model_patcher.ModelPatcher:
+    """HunyuanVideo 1.5: 32 latent + 32 image-latent + 1 mask channel, patch 1, a vision embedding."""
+    unet = {**HUNYUAN_UNET, "in_channels": 65, "out_channels": 32, "patch_size": [1, 1, 1], "vec_in_dim": None,
+            "vision_in_dim": 16, "use_cond_type_embedding": True, "meanflow_sum": True,
+            "guidance_embed": False}  # fmt: skip
+    return patcher_of(comfy.supported_models.HunyuanVideo15(unet), seed)
+
+
+COGVIDEOX_UNET = {"image_model": "cogvideox", "num_attention_heads": 2, "attention_head_dim": 32, "time_embed_dim": 32,
+                  "num_layers": 1, "patch_size": 2, "text_embed_dim": TEXT_DIM,
+                  "use_learned_positional_embeddings": False, "use_rotary_positional_embeddings": True}  # fmt: skip
+
+
+def cogvideox_i2v(seed: int = 0) -> comfy.model_patcher.ModelPatcher:
+    """CogVideoX I2V: 16 latent + 16 image-latent channels."""
+    return patcher_of(comfy.supported_models.CogVideoX_I2V({**COGVIDEOX_UNET, "in_channels": 32}), seed)
+
+
+def cogvideox_t2v(seed: int = 0) -> comfy.model_patcher.ModelPatcher:
+    """CogVideoX text-to-video: 16 channels."""
+    return patcher_of(comfy.supported_models.CogVideoX_T2V({**COGVIDEOX_UNET, "in_channels": 16}), seed)
+
+
+def ltxav(seed: int = 0) -> comfy.model_patcher.ModelPatcher:
+    """LTX-2: 128 video and 128 (8 x 16 frequency bins) audio latent channels, its text connectors shrunk."""
+    unet = {"image_model": "ltxav", "in_channels": 128, "audio_in_channels": 128, "cross_attention_dim": 64,
+            "audio_cross_attention_dim": 32, "attention_head_dim": 32, "audio_attention_head_dim": 16,
+            "num_attention_heads": 2, "audio_num_attention_heads": 2, "caption_channels": TEXT_DIM, "num_layers": 1,
+            "connector_attention_head_dim": 16, "connector_num_attention_heads": 2,
+            "connector_num_layers": 1}  # fmt: skip
+    return patcher_of(comfy.supported_models.LTXAV(unet), seed)
