@@ -142,9 +142,10 @@ def sweep(
         bool, typer.Option(help="Only write the summary of the outputs in --out; sample nothing.")
     ] = False,
 ) -> None:
-    """Sample a jobs file's videos with ALG, spread over the processes of torchrun or accelerate launch.
+    """Sample the videos of a jobs file, resumably, on many GPUs.
 
-    Finished jobs (their metrics JSON in --out) are skipped, so an interrupted sweep resumes where it stopped.
+    The jobs are spread over the processes of `torchrun` or `accelerate launch`. Finished jobs (their metrics
+    JSON in --out) are skipped, so an interrupted sweep resumes where it stopped.
     """
     jobs = read_jobs(jobs_file)
     out.mkdir(exist_ok=True)
