@@ -53,15 +53,19 @@ def wan22_ti2v(seed: int = 0) -> comfy.model_patcher.ModelPatcher:
     return patcher_of(comfy.supported_models.WAN22_T2V(unet), seed)
 
 
-def wan_conditioning(seed: int = 0, frames: int = 3, size: int = 8) -> tuple[list, list, torch.Tensor]:
+def wan_conditioning(
+    seed: int = 0, frames: int = 3, size: int = 8, last_frame: bool = False
+) -> tuple[list, list, torch.Tensor]:
     """Positive and negative conditioning with a Wan I2V image (the image latent leads, zeros after), and the
-    empty latent: what ComfyUI's WanImageToVideo node makes."""
+    empty latent: what ComfyUI's WanImageToVideo node makes; with `last_frame`, a second image latent in the last
+    frame, kept too, as WanFirstLastFrameToVideo makes."""
     generator = torch.Generator().manual_seed(seed)
     text, negative = (torch.randn(1, 8, TEXT_DIM, generator=generator) for _ in range(2))
     image = torch.zeros(1, 16, frames, size, size)
-    image[:, :, :1] = torch.randn(1, 16, 1, size, size, generator=generator)
     mask = torch.ones(1, 1, frames, size, size)
-    mask[:, :, :1] = 0.0
+    for frame in (0, frames - 1) if last_frame else (0,):
+        image[:, :, frame] = torch.randn(1, 16, size, size, generator=generator)
+        mask[:, :, frame] = 0.0
     extra = {"concat_latent_image": image, "concat_mask": mask}
     return [[text, dict(extra)]], [[negative, dict(extra)]], torch.zeros(1, 16, frames, size, size)
 

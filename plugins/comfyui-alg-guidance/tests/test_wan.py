@@ -131,6 +131,16 @@ def test_every_step_is_the_alg_formula_with_the_model_called_independently(batch
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=f"step {index}")
 
 
+def test_first_last_frame_conditioning_has_both_images_low_passed_at_every_step():
+    model = alg(tiny.wan21_i2v())
+    calls = record_cfg(model, alg_by_hand())
+    positive, negative, latent = tiny.wan_conditioning(frames=4, last_frame=True)
+    tiny.sample(model, positive, negative, latent)
+    assert [strength for *_, strength in calls] == [1.0, 1.0, 1.0, 0.0]
+    for index, (got, want, _) in enumerate(calls):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=f"step {index}")
+
+
 def test_at_zero_strength_or_bypassed_sampling_is_bit_identical():
     positive, negative, latent = tiny.wan_conditioning()
     plain = tiny.sample(tiny.wan21_i2v(), positive, negative, latent)
