@@ -57,8 +57,7 @@ def track_object(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: `mask` is empty.
     """
-    ys, xs = np.nonzero(mask)
-    if not len(ys):
+    if not mask.any():
         raise ValueError("the object's mask is empty")
     import cv2
 

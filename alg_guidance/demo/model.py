@@ -54,8 +54,10 @@ def _sincos(positions: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def positional_embedding(frames: int, rows: int, columns: int, width: int) -> torch.Tensor:
-    """Fixed 3-D sin-cos embeddings of the tokens of a `frames x rows x columns` grid, `[frames * rows * columns,
-    width]`: a quarter of the width for time, three eighths each for rows and columns (rounded to even)."""
+    """Fixed 3-D sin-cos embeddings of the tokens of a `frames x rows x columns` grid, `[tokens, width]`.
+
+    A quarter of the width encodes time, three eighths each rows and columns (rounded to even).
+    """
     time_dim = (width // 4) // 2 * 2
     row_dim = ((width - time_dim) // 2) // 2 * 2
     column_dim = width - time_dim - row_dim
@@ -147,8 +149,10 @@ class DemoVideoTransformer(ModelMixin, ConfigMixin):
         label: torch.Tensor,
         image_cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The velocity of `hidden_states` `[B, C, F, H, W]` at `timestep` `[B]` (or one value), given `label` `[B]`
-        (or one value) and the image condition `[B, 4, F, H, W]` (`None`: none, as in label-to-video training)."""
+        """The velocity of `hidden_states` `[B, C, F, H, W]` at `timestep` `[B]` (or one value).
+
+        `label` is `[B]` (or one value); `image_cond` is `[B, 4, F, H, W]`, or `None` (as in label-to-video training).
+        """
         batch, _, frames, height, width = hidden_states.shape
         patch = self.config.patch
         x = self.embed(hidden_states)

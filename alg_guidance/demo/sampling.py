@@ -59,8 +59,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> DemoVide
     path = Path(path)
     if not (path / "config.json").is_file():
         raise OSError(f"{path} holds no demo model (no config.json); give a folder written by the training script")
-    model = DemoVideoTransformer.from_pretrained(path, use_safetensors=True)
-    return model.to(device=device, dtype=torch.float32).eval()
+    model = DemoVideoTransformer.from_pretrained(path, use_safetensors=True, torch_dtype=torch.float32)
+    return model.to(device).eval()
 
 
 def as_config(config: Any) -> ALGConfig | None:
