@@ -1,11 +1,10 @@
 """What a sampled clip does, measured against the procedural input it was sampled from.
 
 - **Object speed**: each object is tracked from its ground-truth mask in frame 0 (the image the model was given):
-  from frame to frame, the masked patch is matched against the next frame at every integer shift of at most
-  `SEARCH` pixels (least mean squared difference), and the shifts are summed. The object's speed is its net
-  displacement over the clip divided by the number of steps, in pixels per frame, on screen (a camera pan
-  counts); an object moves when its speed exceeds `MOVING_SPEED`. Sharpness of the background does not enter
-  (whole-frame optical flow confounds motion with it).
+  the mask widened by `RING` pixels, as saturation and colour, is matched in every later frame against frame 0
+  within `SEARCH` pixels of the previous position. The speed is the net displacement over the clip divided by the
+  number of steps, in pixels per frame, on screen (a camera pan counts); an object moves above `MOVING_SPEED`.
+  Background sharpness does not enter (whole-frame optical flow confounds motion with it).
 - **Dynamic degree** and the top-5 % **flow score** of [`alg_guidance.metrics`][alg_guidance.metrics] (VBench's
   rule, Farneback flow).
 - **First-frame fidelity**: PSNR of the clip's first frame against the input image.
