@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from .demo import demo
 from .evaluate import evaluate
 from .generate import generate
 from .options import CheckedCommand
@@ -35,6 +36,6 @@ def alg_guidance(
     """Adaptive Low-Pass Guidance for image-to-video diffusion."""
 
 
-for command in (plugins, presets, preview, generate, sweep):
+for command in (demo, plugins, presets, preview, generate, sweep):
     app.command(cls=CheckedCommand)(command)
 app.command("eval", cls=CheckedCommand)(evaluate)
