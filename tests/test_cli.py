@@ -217,13 +217,15 @@ def test_version_prints_the_package_version():
     assert (result.exit_code, result.output) == (0, f"alg-guidance {alg.__version__}\n")
 
 
-@pytest.mark.parametrize("command", [[], ["preview"], ["generate"], ["eval"], ["plugins"], ["presets"]])
+@pytest.mark.parametrize(
+    "command", [[], ["preview"], ["generate"], ["eval"], ["plugins"], ["presets"], ["sweep"], ["demo"]]
+)
 def test_help_is_wrapped_at_80_columns_and_never_cut_short(command):
     # click leaves two columns of an 80-column terminal free (the runner would force 80)
     result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"}, terminal_width=78)
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert "…" not in result.output and not [line for line in lines if re.search(r"\w\.\.\.$", line)]
+    assert "…" not in result.output and not [line for line in lines if re.search(r"[\w,;:]\.\.\.$", line)]
     assert max(len(line) for line in lines) <= 80
     if command == ["generate"]:
         assert "<out>-metrics.json" in result.output

@@ -58,7 +58,7 @@ def demo(
         Path, typer.Option(help="Output folder (created; its parent must exist).", callback=path_check(output_folder))
     ] = Path("alg-demo"),
 ) -> None:
-    """Sample the demo model with and without ALG; write both side by side and print their metrics.
+    """Sample the demo model with and without ALG, and compare the two.
 
     Writes demo.gif and demo.mp4 (side by side), demo.png (a strip of frames, ALG above) and metrics.json.
     """
