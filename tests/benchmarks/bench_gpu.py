@@ -260,6 +260,9 @@ def check_offloaded_pixel_space(device: torch.device) -> dict:
     return {"max_abs_difference_offload_vs_not": difference, "equal": torch.equal(outputs[True], outputs[False])}
 
 
+PARTS = ("filters", "hook", "offloaded_pixel_space", "end_to_end")
+
+
 def main() -> None:
     """Run the benchmarks and write results.json to --out."""
     parser = argparse.ArgumentParser()
@@ -267,21 +270,25 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument(
+        "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="which measurements to run (all by default)"
+    )
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu", "torch": torch.__version__}
+    parts = {
+        "filters": lambda: bench_filters(device, args.smoke),
+        "hook": lambda: bench_hook_overhead(device),
+        "offloaded_pixel_space": lambda: check_offloaded_pixel_space(device),
+        "end_to_end": lambda: bench_end_to_end(device, args.layers, args.rounds, args.smoke),
+    }
     with torch.no_grad():
-        results["filters"] = bench_filters(device, args.smoke)
-        print(json.dumps(results["filters"], indent=1), flush=True)
-        results["hook"] = bench_hook_overhead(device)
-        print(json.dumps(results["hook"], indent=1), flush=True)
-        try:
-            results["offloaded_pixel_space"] = check_offloaded_pixel_space(device)
-        except Exception as error:  # report and go on to the timings
-            results["offloaded_pixel_space"] = {"error": f"{type(error).__name__}: {error}"}
-        print(json.dumps(results["offloaded_pixel_space"], indent=1), flush=True)
-        results["end_to_end"] = bench_end_to_end(device, args.layers, args.rounds, args.smoke)
-        print(json.dumps(results["end_to_end"], indent=1), flush=True)
+        for part in args.parts:
+            try:
+                results[part] = parts[part]()
+            except Exception as error:  # report and go on to the other measurements
+                results[part] = {"error": f"{type(error).__name__}: {error}"}
+            print(json.dumps(results[part], indent=1), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
 
