@@ -38,7 +38,7 @@ def test_the_presets_the_issue_asks_for_exist_with_their_published_numbers():
     assert settings("hunyuanvideo") == (0.625, 0.0, 0.04, "replace")
     untuned = {preset.name for preset in alg.list_presets() if not preset.tuned}
     lightning = {"wan2.1-lightning", "wan2.2-lightning"}
-    assert untuned == {"wan2.2", "ltx-video", "svd", "skyreels-v2", *lightning}
+    assert untuned == {"wan2.2", "ltx-video", "ltx2", "svd", "skyreels-v2", *lightning}
     assert all(settings(name) == (0.4, 0.0, 0.1, "auto") for name in untuned - lightning)
     for name in lightning:  # step-distilled at CFG 1: one low-passed evaluation while the noise level is >= 0.9
         config = alg.get_preset(name).config
