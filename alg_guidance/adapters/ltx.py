@@ -128,16 +128,7 @@ class LTXVideoConditionI2V(_LTXVideo):
         keyframes = 0
         frames = []
         for pixels, frame_index, strength in zip(images, indices, strengths, strict=True):
-            if pixels.shape[2] != 1:
-                raise ALGError(
-                    f"ALG filters image conditions, but the condition at frame {frame_index} is a video of "
-                    f"{pixels.shape[2]} frames"
-                )
-            if strength != 1.0:
-                raise ALGError(
-                    f"ALG filters image conditions at strength 1.0, but the condition at frame {frame_index} has "
-                    f"strength {strength}: the pipeline denoises its latent along with the video"
-                )
+            check_image_condition(pixels, strength, f"frame {frame_index}")
             if frame_index == 0:
                 offset = capture.result[3]  # the video's tokens follow the keyframes' tokens
             else:
@@ -186,6 +177,28 @@ class NoisedImageFrames:
         for index, frame in enumerate(self.frames):
             updated = frame.put(updated, moved[:, index])
         return updated
+
+
+def check_image_condition(pixels: torch.Tensor, strength: float, where: str) -> None:
+    """Refuse a condition ALG cannot low-pass as an image: a video, or one kept at a strength below 1.
+
+    Args:
+        pixels: The condition's preprocessed pixels, `[B, C, F, H, W]`.
+        strength: The condition's strength.
+        where: Where the condition sits, for the message (`"frame 0"`, `"latent index 3"`).
+
+    Raises:
+        ALGError: The condition has several frames, or a strength other than 1.
+    """
+    if pixels.shape[2] != 1:
+        raise ALGError(
+            f"ALG filters image conditions, but the condition at {where} is a video of {pixels.shape[2]} frames"
+        )
+    if strength != 1.0:
+        raise ALGError(
+            f"ALG filters image conditions at strength 1.0, but the condition at {where} has strength {strength}: "
+            "the pipeline denoises its latent along with the video"
+        )
 
 
 ADAPTERS: tuple[type[Adapter], ...] = (LTXVideoI2V, LTXVideoConditionI2V)

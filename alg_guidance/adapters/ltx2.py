@@ -24,7 +24,7 @@ import torch
 from ..errors import ALGError
 from .base import Adapter, Captures
 from .layouts import ConditionLayout, PackedFirstFrame
-from .ltx import LTXVideoI2V
+from .ltx import LTXVideoI2V, check_image_condition
 
 LTX2_BATCHED_INPUTS = (
     "hidden_states",
@@ -101,16 +101,7 @@ class LTX2ConditionI2V(LTX2I2V):
         keyframes = 0
         frames = []
         for condition, strength, index in zip(pixels, strengths, indices, strict=True):
-            if condition.shape[2] != 1:
-                raise ALGError(
-                    f"ALG filters image conditions, but the condition at latent index {index} is a video of "
-                    f"{condition.shape[2]} frames"
-                )
-            if strength != 1.0:
-                raise ALGError(
-                    f"ALG filters image conditions at strength 1.0, but the condition at latent index {index} has "
-                    f"strength {strength}: the pipeline denoises its latent along with the video"
-                )
+            check_image_condition(condition, strength, f"latent index {index}")
             if index == 0:
                 offset = 0
             else:
