@@ -64,6 +64,23 @@ def test_calls_asking_for_one_role_each_pair_into_alg_in_either_order(order, sca
     )
 
 
+def test_a_perturbed_call_gets_its_steps_shift_so_a_guidance_formula_with_weights_summing_to_one_is_alg():
+    # LTX-2's guidance: u + w (c - u) + s (c - p) with a perturbed cond prediction p (skipped layers)
+    c_perturbed_lp = torch.randn(2, 16, 3, 8, 8, dtype=torch.float64, generator=generator)
+    run = Run(ALGConfig(), "alg", perturbed_calls=True)
+    cfg_plan, perturbed_plan = plan_step(1.0, "alg", ["uncond", "cond"]), plan_step(1.0, "alg", ["cond"])
+    with pytest.raises(ALGError, match="came before its step's CFG call"):
+        run.settle_perturbed(4, perturbed_plan, [c_perturbed_lp])
+    uncond, cond = run.settle(4, cfg_plan, evaluate(cfg_plan))
+    perturbed = run.settle_perturbed(4, perturbed_plan, [c_perturbed_lp])
+    w, s = 3.0, 1.5
+    guided = uncond + w * (cond - uncond) + s * (cond - perturbed)
+    expected = u_orig + w * (c_lp - u_lp) + s * (c_lp - c_perturbed_lp)
+    torch.testing.assert_close(guided, expected)
+    with pytest.raises(ALGError):  # the shift of step 4 is not step 5's
+        run.settle_perturbed(5, perturbed_plan, [c_perturbed_lp])
+
+
 def test_calls_of_different_steps_never_pair():
     run = Run(ALGConfig(), "alg")
     cond_plan, uncond_plan = plan_step(1.0, "alg", ["cond"]), plan_step(1.0, "alg", ["uncond"])

@@ -32,6 +32,9 @@ class Run:
             [`uncond_side`][alg_guidance.engine.plan.uncond_side]'s `u'`, the cond call `c_lp` unchanged).
         float32_predictions: Whether predictions may come back in float32 (the default); `False` keeps each in its
             branch output's dtype, for callers that feed their latents to the model without casting them.
+        perturbed_calls: Whether the caller also makes perturbed-guidance calls
+            ([`settle_perturbed`][alg_guidance.engine.run.Run.settle_perturbed]): each step's shift is then kept
+            from its CFG call.
 
     Attributes:
         config: The ALG configuration.
@@ -48,6 +51,7 @@ class Run:
         *,
         shift_target: ShiftTarget = "cond",
         float32_predictions: bool = True,
+        perturbed_calls: bool = False,
     ) -> None:
         if shift_target not in ("cond", "uncond"):
             raise ALGError(f"shift_target is 'cond' or 'uncond', got {shift_target!r}")
@@ -55,8 +59,10 @@ class Run:
         self.mode = mode
         self.shift_target = shift_target
         self.float32_predictions = float32_predictions
+        self.perturbed_calls = perturbed_calls
         self.conditions = LowPassedConditions(config, registry)
         self._waiting: tuple[int, Role, torch.Tensor] | None = None
+        self._step_shifts: tuple[int, dict[int, torch.Tensor]] | None = None
 
     def plan(self, state: StepState, roles: Sequence[Role], *, uncond_sees_image: bool = True) -> StepPlan:
         """The plan of a denoiser call at `state` asking for `roles`.
@@ -71,6 +77,8 @@ class Run:
         plan: StepPlan,
         outputs: Sequence[torch.Tensor],
         guidance_scale: GuidanceScale | None = None,
+        *,
+        prediction: int = 0,
     ) -> tuple[torch.Tensor, ...]:
         """The predictions to hand back for a call's roles, pairing calls that ask for one role each.
 
@@ -89,11 +97,42 @@ class Run:
             outputs: The outputs of `plan.branches`, in order.
             guidance_scale: `w` of the caller's `u + w * (c - u)` at this step; needed by an uncond call with
                 `shift_target="uncond"`, ignored otherwise.
+            prediction: Which of the denoiser's predictions these outputs are (0 unless it returns several, as
+                LTX-2's video and audio); with `perturbed_calls`, a call with both roles keeps its shift for the
+                step's perturbed calls.
 
         Raises:
             ALGError: An uncond call with `shift_target="uncond"` got no `guidance_scale`, or `w == 1`.
         """
-        predictions = self._settle(step, plan, outputs, guidance_scale)
+        if self.perturbed_calls and len(plan.roles) == 2 and plan.extra:
+            kept = self._step_shifts[1] if self._step_shifts and self._step_shifts[0] == step else {}
+            self._step_shifts = (step, {**kept, prediction: plan.shift(outputs)})
+        return self._in_dtype(self._settle(step, plan, outputs, guidance_scale), outputs)
+
+    def settle_perturbed(
+        self, step: int, plan: StepPlan, outputs: Sequence[torch.Tensor], *, prediction: int = 0
+    ) -> torch.Tensor:
+        """The prediction of a perturbed-guidance call (a cond branch with some layers skipped, as LTX-2's STG).
+
+        Such a call enters the pipeline's guidance formula with weights that sum to one with the CFG branches', so
+        under the `"alg"` rule it gets the step's shift `u_orig - u_lp`, kept from the step's batched CFG call, like
+        the cond prediction: the whole formula then runs on the low-passed image, anchored at `u_orig`.
+
+        Raises:
+            ALGError: Under the `"alg"` rule, the step's CFG call has not run yet.
+        """
+        (perturbed,) = plan.combine(outputs)
+        if self.mode != "alg":
+            return perturbed
+        shifts = self._step_shifts[1] if self._step_shifts and self._step_shifts[0] == step else {}
+        if prediction not in shifts:
+            raise ALGError("a perturbed-guidance call came before its step's CFG call, whose shift ALG adds to it")
+        return self._in_dtype((shifted(perturbed, shifts[prediction]),), outputs)[0]
+
+    def _in_dtype(
+        self, predictions: tuple[torch.Tensor, ...], outputs: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, ...]:
+        """`predictions` as they are, or each in its branch output's dtype without `float32_predictions`."""
         if self.float32_predictions:
             return predictions
         return tuple(prediction.to(output.dtype) for prediction, output in zip(predictions, outputs, strict=False))

@@ -21,7 +21,7 @@ import torch
 from ...adapters.base import Adapter, Capture
 from ...adapters.layouts import ConditionLayout
 from ...config import ALGConfig
-from ...engine import Role, Run, StepPlan, merge_inputs, named_inputs, resolve_mode, shifted, split_batch
+from ...engine import Role, Run, StepPlan, merge_inputs, named_inputs, resolve_mode, split_batch
 from ...errors import ALGError
 from ...registry import Registry
 from .calls import output_tensors, with_output_tensors
@@ -40,7 +40,6 @@ class _Sampling:
     uses_cfg: bool | None
     separate: bool
     last_step_index: int | None = None
-    shifts: tuple[int, tuple[torch.Tensor | None, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -138,33 +137,13 @@ class PipelineRun:
     def _predictions(
         self, evaluation: _Evaluation, number: int, branch_outputs: list[torch.Tensor]
     ) -> tuple[torch.Tensor, ...]:
-        """The predictions of prediction `number` of the denoiser's output, for the call's roles.
-
-        A batched call keeps its step's shift `u_orig - u_lp`; a perturbed call of the same step gets it added.
-        """
-        sampling, plan = self._sampling, evaluation.plan
-        if not evaluation.perturbed:
-            if len(plan.roles) == 2 and self.adapter.perturbed_contexts:
-                shifts = sampling.shifts[1] if sampling.shifts and sampling.shifts[0] == evaluation.step else ()
-                sampling.shifts = (evaluation.step, (*shifts[:number], plan.shift(branch_outputs)))
-            return self._settled(evaluation, plan, branch_outputs)
-        (prediction,) = plan.combine(branch_outputs)
-        if sampling.record.mode != "alg":
-            return (prediction,)
-        if sampling.shifts is None or sampling.shifts[0] != evaluation.step or sampling.shifts[1][number] is None:
-            raise ALGError(
-                f"{type(self.pipeline).__name__} made a perturbed-guidance call before its CFG call of the step, "
-                "whose shift u_orig - u_lp ALG adds to it"
-            )
-        return (shifted(prediction, sampling.shifts[1][number]),)
-
-    def _settled(
-        self, evaluation: _Evaluation, plan: StepPlan, branch_outputs: list[torch.Tensor]
-    ) -> tuple[torch.Tensor, ...]:
-        """The run record's predictions for a CFG call's roles, with the step's scale where the shift goes to uncond."""
+        """The predictions of prediction `number` of the denoiser's output, for the call's roles."""
+        plan, record = evaluation.plan, self._sampling.record
+        if evaluation.perturbed:
+            return (record.settle_perturbed(evaluation.step, plan, branch_outputs, prediction=number),)
         uncond_side = self.adapter.shift_target == "uncond" and plan.roles == ("uncond",) and plan.extra
         scale = self.adapter.guidance_scale(self.pipeline, self.arguments) if uncond_side else None
-        return self._sampling.record.settle(evaluation.step, plan, branch_outputs, scale)
+        return record.settle(evaluation.step, plan, branch_outputs, scale, prediction=number)
 
     def _start(self) -> _Sampling:
         """Set up at the first denoiser call, once the pipeline has prepared its inputs and scheduler."""
@@ -177,6 +156,7 @@ class PipelineRun:
             self.registry,
             shift_target=adapter.shift_target,
             float32_predictions=adapter.float32_predictions,
+            perturbed_calls=bool(adapter.perturbed_contexts),
         )
         clock = SchedulerClock(
             pipeline.scheduler,
