@@ -20,6 +20,7 @@ import torch
 
 from ..errors import ALGError
 from .base import Adapter, Captures
+from .guided import CFGGuided
 from .layouts import ChannelSlice, ConditionLayout, FirstFrame
 from .wan import FRAME_REPLACED
 
@@ -41,7 +42,6 @@ HUNYUAN15_BATCHED_INPUTS = (
     "encoder_attention_mask_2",
     "image_embeds",
 )
-EXACT_GUIDER = "ClassifierFreeGuidance"
 
 
 def _image_latent_channels(latent_channels: int) -> ChannelSlice:
@@ -148,7 +148,7 @@ class HunyuanVideoI2V33ch(_HunyuanVideoI2V):
     float32_predictions = False  # it concatenates its latents to the condition without casting them
 
 
-class HunyuanVideo15I2V(Adapter):
+class HunyuanVideo15I2V(CFGGuided):
     """HunyuanVideo 1.5 image-to-video, guided by its `ClassifierFreeGuidance` guider.
 
     The guider combines `pred_uncond + w * (pred_cond - pred_uncond)` (or `pred_cond + w * (pred_cond -
@@ -170,10 +170,6 @@ class HunyuanVideo15I2V(Adapter):
     guider_denoisers = ("HunyuanVideo15Transformer3DModel",)
     float32_predictions = False  # it concatenates its latents to the condition without casting them
 
-    def refusal(self, pipeline: object) -> str | None:
-        """Also refuses a guider other than `ClassifierFreeGuidance`."""
-        return super().refusal(pipeline) or _guider_refusal(pipeline)
-
     def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The image-latent channels after the `num_channels_latents` latent channels."""
         return _image_latent_channels(pipeline.num_channels_latents)
@@ -183,13 +179,6 @@ class HunyuanVideo15I2V(Adapter):
         if type(denoiser).__name__ not in self.guider_denoisers:
             return None
         return _image_latent_channels(denoiser.config.out_channels)
-
-    def uses_cfg(self, pipeline: Any) -> bool | None:
-        """`None`: the guider decides per step (its `start`/`stop` window); checks the guider is still exact."""
-        refusal = _guider_refusal(pipeline)
-        if refusal is not None:
-            raise ALGError(f"the {self.name} adapter cannot run: {refusal}")
-        return None
 
     def guidance_scale(self, pipeline: Any, arguments: Mapping[str, Any]) -> float:
         """The guider's scale as `w` of `u + w (c - u)`, for a guider active over the whole run without rescaling.
@@ -236,17 +225,6 @@ class HunyuanVideo15I2V(Adapter):
         condition = capture.result[0].clone()
         condition[:, :, :1] = encoded
         return condition
-
-
-def _guider_refusal(pipeline: Any) -> str | None:
-    guider = type(pipeline.guider).__name__
-    if guider != EXACT_GUIDER:
-        return (
-            f"the pipeline's guider is {guider}, not {EXACT_GUIDER}: ALG's branch rule is exact only for a guider "
-            "that combines the two predictions as u + w (c - u); for any other guider, set "
-            "pipe.guider = alg.ALGGuidance(pipe.guider) instead of alg.enable"
-        )
-    return None
 
 
 class _LowPassedImages:

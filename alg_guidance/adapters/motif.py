@@ -18,15 +18,14 @@ from typing import Any
 
 import torch
 
-from ..errors import ALGError
 from .base import Adapter, Captures
-from .hunyuan import _guider_refusal
+from .guided import CFGGuided
 from .layouts import ChannelSlice, ConditionLayout
 
 MOTIF_BATCHED_INPUTS = ("hidden_states", "timestep", "encoder_hidden_states", "encoder_attention_mask", "image_embeds")
 
 
-class MotifVideoI2V(Adapter):
+class MotifVideoI2V(CFGGuided):
     """MotifVideo image-to-video: the image latent concatenated along the channels, CFG by its guider.
 
     Only the `z` condition channels are filtered (the image latent in frame 0, zeros after it); the frame mask is
@@ -48,21 +47,10 @@ class MotifVideoI2V(Adapter):
         "from_pipeline does not wire MotifVideo's guider scale and decoding; sample it through the pipeline"
     )
 
-    def refusal(self, pipeline: object) -> str | None:
-        """Also refuses a guider other than `ClassifierFreeGuidance`."""
-        return super().refusal(pipeline) or _guider_refusal(pipeline)
-
     def layout(self, pipeline: Any, captures: Captures) -> ConditionLayout:
         """The `z` condition channels after the `z` latent channels of `hidden_states`."""
         z_dim = pipeline.vae.config.z_dim
         return ChannelSlice("hidden_states", dim=1, start=z_dim, stop=2 * z_dim)
-
-    def uses_cfg(self, pipeline: Any) -> bool | None:
-        """`None`: the guider decides per step; checks that the guider is still `ClassifierFreeGuidance`."""
-        refusal = _guider_refusal(pipeline)
-        if refusal is not None:
-            raise ALGError(f"the {self.name} adapter cannot run: {refusal}")
-        return None
 
     def guidance_scale(self, pipeline: Any, arguments: Mapping[str, Any]) -> float:
         """The guider's scale as `w` of `u + w (c - u)`: `guidance_scale`, plus 1 with `use_original_formulation`.
