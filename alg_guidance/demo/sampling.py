@@ -59,7 +59,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> DemoVide
     path = Path(path)
     if not (path / "config.json").is_file():
         raise OSError(f"{path} holds no demo model (no config.json); give a folder written by the training script")
-    model = DemoVideoTransformer.from_pretrained(path, use_safetensors=True, torch_dtype=torch.float32)
+    model = DemoVideoTransformer.from_pretrained(path, use_safetensors=True, dtype=torch.float32)
     return model.to(device).eval()
 
 

@@ -101,28 +101,25 @@ def _inputs(seed: int) -> torch.Generator:
 
 def run_wan21(pipe: Any, seed: int = 0, num_inference_steps: int = 4) -> torch.Tensor:
     """4 steps, 9 frames (3 latent frames) of 8 x 8 latents, with a random condition and image embeddings."""
-    generator = _inputs(seed)
-    return pipe(
-        prompt_embeds=torch.randn(1, 8, TEXT_DIM, generator=generator),
-        negative_prompt_embeds=torch.randn(1, 8, TEXT_DIM, generator=generator),
-        image_condition_latents=torch.randn(1, 20, 3, 8, 8, generator=generator),
-        image_embeds=torch.randn(1, 4, 4, generator=generator),
-        height=64,
-        width=64,
-        num_frames=9,
-        num_inference_steps=num_inference_steps,
-        generator=_inputs(seed + 1),
-        output="latents",
-    )
+    return _run_wan(pipe, seed, num_inference_steps, image_embeds=True)
 
 
 def run_wan22(pipe: Any, seed: int = 0, num_inference_steps: int = 4) -> torch.Tensor:
     """As `run_wan21`, without image embeddings (Wan 2.2 A14B has no image encoder)."""
+    return _run_wan(pipe, seed, num_inference_steps, image_embeds=False)
+
+
+def _run_wan(pipe: Any, seed: int, num_inference_steps: int, *, image_embeds: bool) -> torch.Tensor:
     generator = _inputs(seed)
+    inputs = {
+        "prompt_embeds": torch.randn(1, 8, TEXT_DIM, generator=generator),
+        "negative_prompt_embeds": torch.randn(1, 8, TEXT_DIM, generator=generator),
+        "image_condition_latents": torch.randn(1, 20, 3, 8, 8, generator=generator),
+    }
+    if image_embeds:
+        inputs["image_embeds"] = torch.randn(1, 4, 4, generator=generator)
     return pipe(
-        prompt_embeds=torch.randn(1, 8, TEXT_DIM, generator=generator),
-        negative_prompt_embeds=torch.randn(1, 8, TEXT_DIM, generator=generator),
-        image_condition_latents=torch.randn(1, 20, 3, 8, 8, generator=generator),
+        **inputs,
         height=64,
         width=64,
         num_frames=9,

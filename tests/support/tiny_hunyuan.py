@@ -34,6 +34,52 @@ TRUE_CFG = 4.0
 GUIDER_CFG = 5.0
 
 
+SIGLIP_DIM = 12
+HUNYUAN_TRANSFORMER = {
+    "out_channels": LATENT_CHANNELS,
+    "num_attention_heads": 2,
+    "attention_head_dim": 8,
+    "num_layers": 1,
+    "num_single_layers": 1,
+    "num_refiner_layers": 1,
+    "patch_size_t": 1,
+    "guidance_embeds": True,
+    "text_embed_dim": TEXT_DIM,
+    "pooled_projection_dim": POOLED_DIM,
+    "rope_axes_dim": (2, 2, 4),
+}
+"""The tiny HunyuanVideo transformer's settings shared by HunyuanVideo-I2V, FramePack and SkyReels-V1-Hunyuan."""
+
+
+def hunyuan_vae() -> AutoencoderKLHunyuanVideo:
+    """The tiny HunyuanVideo VAE (8x in space, 4x in time), with seeded weights."""
+    torch.manual_seed(1)
+    return AutoencoderKLHunyuanVideo(
+        latent_channels=LATENT_CHANNELS,
+        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        spatial_compression_ratio=8,
+        temporal_compression_ratio=4,
+    )
+
+
+def siglip_encoder() -> SiglipVisionModel:
+    """A one-layer SigLIP image encoder of width `SIGLIP_DIM` for 16 x 16 images."""
+    return SiglipVisionModel(
+        SiglipVisionConfig(
+            hidden_size=SIGLIP_DIM,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=4,
+        )
+    )
+
+
 def hunyuan_i2v(image_condition_type: str = "token_replace") -> HunyuanVideoImageToVideoPipeline:
     """HunyuanVideo-I2V with a guidance-embedding transformer.
 
@@ -45,30 +91,11 @@ def hunyuan_i2v(image_condition_type: str = "token_replace") -> HunyuanVideoImag
     concatenated = image_condition_type == "latent_concat"
     transformer = HunyuanVideoTransformer3DModel(
         in_channels=2 * LATENT_CHANNELS + 1 if concatenated else LATENT_CHANNELS,
-        out_channels=LATENT_CHANNELS,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        num_layers=1,
-        num_single_layers=1,
-        num_refiner_layers=1,
         patch_size=1,
-        patch_size_t=1,
-        guidance_embeds=True,
-        text_embed_dim=TEXT_DIM,
-        pooled_projection_dim=POOLED_DIM,
-        rope_axes_dim=(2, 2, 4),
         image_condition_type=image_condition_type,
+        **HUNYUAN_TRANSFORMER,
     )
-    vae = AutoencoderKLHunyuanVideo(
-        latent_channels=LATENT_CHANNELS,
-        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
-        up_block_types=("HunyuanVideoUpBlock3D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        layers_per_block=1,
-        norm_num_groups=4,
-        spatial_compression_ratio=8,
-        temporal_compression_ratio=4,
-    )
+    vae = hunyuan_vae()
     pipe = HunyuanVideoImageToVideoPipeline(
         text_encoder=None,
         tokenizer=None,
@@ -105,7 +132,7 @@ def hunyuan15_i2v(guider: BaseGuidance | None = None) -> HunyuanVideo15ImageToVi
         mlp_ratio=2.0,
         text_embed_dim=TEXT_DIM,
         text_embed_2_dim=BYT5_DIM,
-        image_embed_dim=12,
+        image_embed_dim=SIGLIP_DIM,
         rope_axes_dim=(2, 2, 4),
         target_size=32,
         task_type="i2v",
@@ -119,16 +146,7 @@ def hunyuan15_i2v(guider: BaseGuidance | None = None) -> HunyuanVideo15ImageToVi
         downsample_match_channel=False,
         upsample_match_channel=False,
     )
-    image_encoder = SiglipVisionModel(
-        SiglipVisionConfig(
-            hidden_size=12,
-            intermediate_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=16,
-            patch_size=4,
-        )
-    )
+    image_encoder = siglip_encoder()
     pipe = HunyuanVideo15ImageToVideoPipeline(
         text_encoder=None,
         tokenizer=None,

@@ -19,20 +19,22 @@ from diffusers import (
     SkyReelsV2Transformer3DModel,
     UniPCMultistepScheduler,
 )
-from transformers import SiglipImageProcessorPil, SiglipVisionConfig, SiglipVisionModel
+from transformers import SiglipImageProcessorPil
 
 from .families import Family
-from .tiny_hunyuan import LATENT_CHANNELS, POOLED_DIM, TEXT_DIM, TRUE_CFG, hunyuan_i2v, i2v_call
+from .tiny_hunyuan import (
+    HUNYUAN_TRANSFORMER,
+    LATENT_CHANNELS,
+    SIGLIP_DIM,
+    TRUE_CFG,
+    hunyuan_vae,
+    i2v_call,
+    siglip_encoder,
+)
 from .tiny_wan import _transformer, _vae, call_kwargs, image
 
-SIGLIP_DIM = 12
 FRAMEPACK_EMBEDDED_GUIDANCE = 10.0
 DF_CFG = 5.0
-
-
-def _hunyuan_vae() -> Any:
-    """The tiny HunyuanVideo VAE of `tiny_hunyuan` (8x in space, 4x in time)."""
-    return hunyuan_i2v().vae
 
 
 def framepack() -> HunyuanVideoFramepackPipeline:
@@ -40,36 +42,17 @@ def framepack() -> HunyuanVideoFramepackPipeline:
 
     With `latent_window_size=2` a section is 2 latent frames (5 frames), so 9 frames are sampled in 2 sections.
     """
-    vae = _hunyuan_vae()
+    vae = hunyuan_vae()
     torch.manual_seed(0)
     transformer = HunyuanVideoFramepackTransformer3DModel(
         in_channels=LATENT_CHANNELS,
-        out_channels=LATENT_CHANNELS,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        num_layers=1,
-        num_single_layers=1,
-        num_refiner_layers=1,
         patch_size=2,
-        patch_size_t=1,
-        guidance_embeds=True,
-        text_embed_dim=TEXT_DIM,
-        pooled_projection_dim=POOLED_DIM,
-        rope_axes_dim=(2, 2, 4),
         has_image_proj=True,
         image_proj_dim=SIGLIP_DIM,
         has_clean_x_embedder=True,
+        **HUNYUAN_TRANSFORMER,
     )
-    image_encoder = SiglipVisionModel(
-        SiglipVisionConfig(
-            hidden_size=SIGLIP_DIM,
-            intermediate_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=16,
-            patch_size=4,
-        )
-    )
+    image_encoder = siglip_encoder()
     pipe = HunyuanVideoFramepackPipeline(
         text_encoder=None,
         tokenizer=None,
@@ -87,23 +70,9 @@ def framepack() -> HunyuanVideoFramepackPipeline:
 
 def skyreels_hunyuan() -> HunyuanSkyreelsImageToVideoPipeline:
     """SkyReels-V1-Hunyuan-I2V: 4 latent + 4 image-latent channels (no mask), guidance-embedding transformer."""
-    vae = _hunyuan_vae()
+    vae = hunyuan_vae()
     torch.manual_seed(0)
-    transformer = HunyuanVideoTransformer3DModel(
-        in_channels=2 * LATENT_CHANNELS,
-        out_channels=LATENT_CHANNELS,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        num_layers=1,
-        num_single_layers=1,
-        num_refiner_layers=1,
-        patch_size=1,
-        patch_size_t=1,
-        guidance_embeds=True,
-        text_embed_dim=TEXT_DIM,
-        pooled_projection_dim=POOLED_DIM,
-        rope_axes_dim=(2, 2, 4),
-    )
+    transformer = HunyuanVideoTransformer3DModel(in_channels=2 * LATENT_CHANNELS, patch_size=1, **HUNYUAN_TRANSFORMER)
     pipe = HunyuanSkyreelsImageToVideoPipeline(
         text_encoder=None,
         tokenizer=None,

@@ -133,25 +133,17 @@ def _audio_vae() -> AutoencoderKLLTX2Audio:
 
 def ltx2_i2v() -> LTX2ImageToVideoPipeline:
     """`LTX2ImageToVideoPipeline` without text encoder, tokenizer and vocoder."""
-    torch.manual_seed(0)
-    pipe = LTX2ImageToVideoPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=_vae(),
-        audio_vae=_audio_vae(),
-        text_encoder=None,
-        tokenizer=None,
-        connectors=_connectors(),
-        transformer=_transformer(),
-        vocoder=None,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return _pipeline(LTX2ImageToVideoPipeline)
 
 
 def ltx2_condition() -> LTX2ConditionPipeline:
     """`LTX2ConditionPipeline` without text encoder, tokenizer and vocoder: images condition latent frames."""
+    return _pipeline(LTX2ConditionPipeline)
+
+
+def _pipeline(pipeline_class: type) -> Any:
     torch.manual_seed(0)
-    pipe = LTX2ConditionPipeline(
+    pipe = pipeline_class(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=_vae(),
         audio_vae=_audio_vae(),
