@@ -181,9 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
     record: dict = {"arguments": {key: str(value) for key, value in vars(args).items()}, "stages": {}}
     started = time.perf_counter()
     if args.init is not None:
-        model = DemoVideoTransformer.from_pretrained(args.init, use_safetensors=True, dtype=torch.float32).to(
-            device
-        )
+        model = DemoVideoTransformer.from_pretrained(args.init, use_safetensors=True, dtype=torch.float32).to(device)
         record["stages"]["l2v"] = {"from": str(args.init)}
     else:
         model = DemoVideoTransformer(
